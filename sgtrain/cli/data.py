@@ -1,0 +1,114 @@
+"""``sgtrain-data``: pack image collections into shards and inspect packed datasets.
+
+    sgtrain-data pack SRC OUT --resolution R [--crop center|none] [--resize-filter box|lanczos] [--channels 3|1]
+                      [--labels auto|none] [--shard-size 1GB] [--workers N] [--allow-upscale] [--overwrite]
+                      [--order shuffled|sorted] [--name NAME]
+    sgtrain-data inspect OUT [--grid PATH] [--num 64] [--verify]
+
+Exit status: 0 on success (also when bad input files were skipped: they are listed in OUT/skipped.txt),
+2 on a usage error, a missing or empty SRC, or an existing OUT without --overwrite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sgtrain-data", description="Pack images into webdataset shards; inspect them.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    pk = sub.add_parser("pack", help="pack a folder, zip, NVlabs dataset zip or LMDB into shards + dataset.json")
+    pk.add_argument("src", help="folder (recursive), .zip, NVlabs dataset zip, or LMDB directory")
+    pk.add_argument("out", help="output directory for <name>-NNNNNN.tar, dataset.json, skipped.txt")
+    pk.add_argument("--resolution", type=int, required=True, help="output side R (images become R x R)")
+    pk.add_argument(
+        "--crop",
+        choices=["center", "none"],
+        default="center",
+        help="center: largest centred square; none: images must be square (default center)",
+    )
+    pk.add_argument("--resize-filter", choices=["box", "lanczos"], default="lanczos", help="default lanczos")
+    pk.add_argument("--channels", type=int, choices=[3, 1], default=3, help="3 = RGB, 1 = grayscale")
+    pk.add_argument(
+        "--labels",
+        choices=["auto", "none"],
+        default="auto",
+        help="auto: NVlabs dataset.json, else first-level folder names; none: unconditional",
+    )
+    pk.add_argument("--shard-size", default="1GB", help="target shard size (1GB, 256MB, ...; default 1GB)")
+    pk.add_argument("--workers", type=int, default=None, help="decode processes (default: number of CPUs)")
+    pk.add_argument("--allow-upscale", action="store_true", help="keep images smaller than R (upsampled)")
+    pk.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    pk.add_argument("--name", default=None, help="shard name prefix (default: basename of OUT)")
+    pk.add_argument(
+        "--order",
+        choices=["shuffled", "sorted"],
+        default="shuffled",
+        help="shuffled: sorted paths permuted with a fixed seed (default); sorted: path order",
+    )
+    pk.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ins = sub.add_parser("inspect", help="print the dataset card and write a sample grid PNG")
+    ins.add_argument("out", help="packed dataset directory (holds dataset.json)")
+    ins.add_argument("--grid", default=None, help="grid PNG path (default OUT/grid.png)")
+    ins.add_argument("--num", type=int, default=64, help="images in the grid (default 64)")
+    ins.add_argument("--verify", action="store_true", help="check every shard's sha256 against the card")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from sgtrain.data.pack import PackError
+
+    try:
+        if args.cmd == "pack":
+            from sgtrain.data.pack import pack
+
+            card = pack(
+                args.src,
+                args.out,
+                args.resolution,
+                crop=args.crop,
+                resize_filter=args.resize_filter,
+                channels=args.channels,
+                labels=args.labels,
+                shard_size=args.shard_size,
+                workers=args.workers,
+                allow_upscale=args.allow_upscale,
+                overwrite=args.overwrite,
+                name=args.name,
+                progress=not args.no_progress,
+                order=args.order,
+            )
+            skipped = card.pack.get("skipped", 0)
+            print(
+                f"packed {card.count} images ({card.resolution}x{card.resolution}, {card.channels} ch, "
+                f"c_dim={card.c_dim}) into {len(card.shards)} shard(s) in {args.out}; "
+                f"skipped {skipped} (listed in {os.path.join(args.out, 'skipped.txt')})"
+            )
+            return 0
+        from sgtrain.data.card import load_card
+        from sgtrain.data.preview import verify_shards, write_grid
+
+        card = load_card(args.out)
+        print(card.summary())
+        path = write_grid(args.out, args.grid, args.num)
+        print(f"grid        {path}")
+        if args.verify:
+            problems = verify_shards(args.out, card)
+            for p in problems:
+                print(f"error: {p}", file=sys.stderr)
+            print("verify      " + ("ok" if not problems else f"{len(problems)} problem(s)"))
+            return 1 if problems else 0
+        return 0
+    except (PackError, FileNotFoundError) as e:
+        print(f"sgtrain-data: error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"sgtrain-data: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,599 @@
+"""Pack an image folder, zip, NVlabs dataset zip or LMDB into webdataset tar shards plus a dataset card.
+
+Output layout (``OUT`` is a directory):
+
+- ``OUT/<name>-000000.tar``, ``OUT/<name>-000001.tar``, ...: webdataset shards. Each sample has ``__key__`` = its
+  8-digit index in packing order, ``png`` (the image, lossless, ``resolution x resolution``, RGB or L), and ``cls``
+  (class index as text) or ``json`` (``{"label": [floats]}``) when the dataset has labels.
+- ``OUT/dataset.json``: the :class:`~sgtrain.data.card.DatasetCard`.
+- ``OUT/skipped.txt``: one line ``<path inside SRC>\\t<reason>`` per input that was not packed.
+- ``OUT/index.tsv``: one line ``<key>\\t<shard>\\t<path inside SRC>`` per packed sample, to trace an image back.
+- ``OUT/labels.npy``: float32 [count, c_dim], only for vector labels.
+
+Packing is deterministic: inputs are read in a fixed order (the sorted paths permuted with a fixed seed, or sorted with
+``order="sorted"``; LMDB key order) and written in that order whatever the number of worker processes, and tar
+headers carry a fixed mtime, so the same SRC and options give byte-identical shards.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import hashlib
+import io
+import json
+import multiprocessing as mp
+import os
+import random
+import re
+import sys
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .card import CARD_NAME, DatasetCard, ShardInfo
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+SKIPPED_NAME = "skipped.txt"
+INDEX_NAME = "index.tsv"
+ORDER_SEED = 0  # the packing order's permutation seed: fixed, so that packs are reproducible
+_RESAMPLE = {"box": Image.Resampling.BOX, "lanczos": Image.Resampling.LANCZOS}
+
+
+class PackError(ValueError):
+    """A pack that cannot start or cannot produce a dataset (the CLI exits with status 2)."""
+
+
+def parse_size(text: str | int | float) -> int:
+    """Parse a byte size: ``1GB`` = 1e9, ``512MB``, ``64KiB`` = 65536, ``1e9``, ``1000000``.
+
+    Raises:
+        PackError: unparseable text.
+    """
+    if isinstance(text, (int, float)):
+        return int(text)
+    m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([KMGT]?)(i?)B?\s*", text.strip(), flags=re.IGNORECASE)
+    if not m:
+        raise PackError(f"cannot parse size {text!r}; write it like 1GB, 256MB, 64MiB or a number of bytes")
+    value = float(m.group(1))
+    unit = m.group(2).upper()
+    base = 1024 if m.group(3) else 1000
+    power = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}[unit]
+    return int(value * base**power)
+
+
+# ----------------------------------------------------------------------------------------------- sources
+
+
+@dataclass
+class _Source:
+    """Everything the packer needs from an input: the ordered candidates, labels and a byte reader."""
+
+    kind: str  # folder | zip | nvlabs-zip | nvlabs-folder | lmdb
+    path: str
+    names: list[str] = field(default_factory=list)  # image candidates in packing order (not used for lmdb)
+    pre_skipped: list[tuple[str, str]] = field(default_factory=list)
+    labels: dict[str, Any] | None = None  # name -> int class or list of floats
+    label_type: str | None = None
+    label_names: list[str] = field(default_factory=list)
+    total: int = 0
+
+    def iter_bytes(self) -> Iterator[tuple[str, bytes | None, str | None]]:
+        """Yield ``(name, data, error)`` in packing order; ``data`` is None when the read failed."""
+        if self.kind in ("folder", "nvlabs-folder"):
+            for name in self.names:
+                try:
+                    with open(os.path.join(self.path, name), "rb") as f:
+                        yield name, f.read(), None
+                except OSError as e:
+                    yield name, None, f"unreadable: {e.strerror or e}"
+        elif self.kind in ("zip", "nvlabs-zip"):
+            with zipfile.ZipFile(self.path) as zf:
+                for name in self.names:
+                    try:
+                        yield name, zf.read(name), None
+                    except (OSError, zipfile.BadZipFile, EOFError, RuntimeError) as e:
+                        yield name, None, f"unreadable zip member: {e}"
+        elif self.kind == "lmdb":
+            import lmdb
+
+            env = lmdb.open(self.path, readonly=True, lock=False, readahead=False, max_readers=1, subdir=True)
+            try:
+                with env.begin(write=False) as txn:
+                    for key, value in txn.cursor():
+                        yield key.decode("utf-8", "replace"), bytes(value), None
+            finally:
+                env.close()
+        else:  # pragma: no cover
+            raise AssertionError(self.kind)
+
+
+def _ext(name: str) -> str:
+    return os.path.splitext(name)[1].lower()
+
+
+def _read_nvlabs_labels(raw: bytes, where: str) -> dict[str, Any] | None:
+    try:
+        labels = json.loads(raw.decode("utf-8")).get("labels")
+    except (ValueError, AttributeError) as e:
+        raise PackError(f"{where}: dataset.json is not valid NVlabs label JSON ({e}); fix or remove it") from e
+    if labels is None:
+        return None
+    return {str(k).replace("\\", "/"): v for k, v in labels}
+
+
+def _split_candidates(names: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    keep, skipped = [], []
+    for n in names:
+        if _ext(n) in IMAGE_EXTS:
+            keep.append(n)
+        else:
+            skipped.append((n, f"not an image file (extension {_ext(n) or 'none'!r})"))
+    return keep, skipped
+
+
+def _folder_class_labels(names: list[str]) -> tuple[dict[str, int], list[str]] | None:
+    """Labels from first-level folder names, when every image lies in one and there are at least two."""
+    tops = []
+    for n in names:
+        parts = n.split("/")
+        if len(parts) < 2:
+            return None
+        tops.append(parts[0])
+    classes = sorted(set(tops))
+    if len(classes) < 2:
+        return None
+    index = {c: i for i, c in enumerate(classes)}
+    return {n: index[t] for n, t in zip(names, tops)}, classes
+
+
+def _is_lmdb(path: str) -> bool:
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "data.mdb"))
+
+
+def open_source(src: str, labels: str = "auto", exclude: str | None = None, order: str = "shuffled") -> _Source:
+    """Scan SRC and decide its kind, candidates and labels.
+
+    Args:
+        src: folder (recursive), ``.zip`` file, NVlabs dataset folder/zip (``dataset.json`` at its root), or an LMDB
+            directory (holding ``data.mdb``) or the ``data.mdb`` file itself.
+        labels: ``auto`` (NVlabs dataset.json, else first-level folder names) or ``none``.
+        exclude: a directory inside SRC to leave out (the pack output when it lies inside SRC).
+        order: ``shuffled`` (sorted paths permuted by a fixed seed) or ``sorted``; LMDB keeps its key order.
+
+    Raises:
+        PackError: SRC missing, of an unknown kind, or without any file.
+    """
+    if labels not in ("auto", "none"):
+        raise PackError(f"--labels must be 'auto' or 'none', got {labels!r}")
+    if not os.path.exists(src):
+        raise PackError(f"source {src!r} does not exist; give a folder, a .zip or an LMDB directory")
+    if os.path.isfile(src) and os.path.basename(src) == "data.mdb":
+        src = os.path.dirname(os.path.abspath(src))
+    if _is_lmdb(src):
+        import lmdb
+
+        try:
+            env = lmdb.open(src, readonly=True, lock=False, readahead=False, max_readers=1)
+        except lmdb.Error as e:
+            raise PackError(f"cannot open LMDB {src!r}: {e}") from e
+        total = env.stat()["entries"]
+        env.close()
+        if total == 0:
+            raise PackError(f"LMDB {src!r} is empty; nothing to pack")
+        return _Source(kind="lmdb", path=src, total=total)
+
+    if os.path.isdir(src):
+        names = []
+        excl = os.path.realpath(exclude) if exclude else None
+        for root, dirs, files in os.walk(src):
+            if excl is not None:
+                dirs[:] = [d for d in dirs if os.path.realpath(os.path.join(root, d)) != excl]
+            for f in files:
+                names.append(os.path.relpath(os.path.join(root, f), src).replace(os.sep, "/"))
+        kind = "folder"
+
+        def reader(n: str) -> bytes:
+            with open(os.path.join(src, n), "rb") as f:
+                return f.read()
+    elif zipfile.is_zipfile(src):
+        with zipfile.ZipFile(src) as zf:
+            names = [i.filename for i in zf.infolist() if not i.is_dir()]
+        kind = "zip"
+
+        def reader(n: str) -> bytes:
+            with zipfile.ZipFile(src) as zf:
+                return zf.read(n)
+    else:
+        raise PackError(f"source {src!r} is neither a folder, a zip file nor an LMDB directory (with data.mdb)")
+
+    names.sort()
+    if not names:
+        raise PackError(f"source {src!r} is empty; put images (png, jpg, jpeg, webp, bmp) in it")
+
+    source = _Source(kind=kind, path=src)
+    nv = None
+    if "dataset.json" in names:
+        names.remove("dataset.json")
+        if labels == "auto":
+            nv = _read_nvlabs_labels(reader("dataset.json"), src)
+            source.kind = "nvlabs-zip" if kind == "zip" else "nvlabs-folder"
+    source.names, source.pre_skipped = _split_candidates(names)
+    if labels == "auto":
+        if nv is not None:
+            source.labels = nv
+            values = list(nv.values())
+            if values and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+                c_dim = int(max(values)) + 1
+                source.label_type = "class"
+                source.label_names = [str(i) for i in range(c_dim)]
+            else:
+                source.label_type = "vector"
+        else:
+            fl = _folder_class_labels(source.names)
+            if fl is not None:
+                source.labels, source.label_names = fl
+                source.label_type = "class"
+    source.total = len(source.names)
+    if order == "shuffled":
+        random.Random(ORDER_SEED).shuffle(source.names)
+    if source.total == 0:
+        raise PackError(
+            f"source {src!r} holds no image files (png, jpg, jpeg, webp, bmp); {len(source.pre_skipped)} other files"
+        )
+    return source
+
+
+# ------------------------------------------------------------------------------------------- image work
+
+
+@dataclass(frozen=True)
+class _Options:
+    resolution: int
+    crop: str
+    resize_filter: str
+    channels: int
+    allow_upscale: bool
+
+
+_OPTS: _Options | None = None
+
+
+def _init_worker(opts: _Options) -> None:
+    global _OPTS
+    _OPTS = opts
+    # The parent's torch thread pool is of no use in a decode worker and would oversubscribe the cores.
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def _flatten(img: Image.Image, channels: int) -> Image.Image:
+    """First frame, alpha composited on white, converted to RGB or L (16-bit and float scaled to 8-bit)."""
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img).astype(np.float64)
+        scale = 255.0 / 65535.0 if img.mode != "F" else 255.0
+        img = Image.fromarray(np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8), "L")
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        img.mode in ("P", "L", "RGB") and "transparency" in img.info
+    )
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        white.alpha_composite(rgba)
+        img = white
+    return img.convert("RGB" if channels == 3 else "L")
+
+
+def process_image(data: bytes, opts: _Options) -> tuple[bytes | None, str | None]:
+    """Decode, flatten, crop and resize one image, encode it as PNG.
+
+    Returns:
+        ``(png_bytes, None)`` on success, ``(None, reason)`` when the image is skipped.
+    """
+    if not data:
+        return None, "empty file"
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+        img = _flatten(img, opts.channels)
+    except Image.DecompressionBombError as e:
+        return None, f"too large to decode safely: {e}"
+    except (OSError, SyntaxError, ValueError, EOFError, Image.UnidentifiedImageError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "truncated" in msg.lower() or isinstance(e, EOFError):
+            return None, f"truncated image: {msg}"
+        if isinstance(e, Image.UnidentifiedImageError):
+            return None, "not a decodable image (corrupt or unknown format)"
+        return None, f"corrupt image: {msg}"
+    w, h = img.size
+    r = opts.resolution
+    if opts.crop == "center":
+        s = min(w, h)
+        box = ((w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2)
+    else:
+        if w != h:
+            return None, f"not square ({w}x{h}); use --crop center"
+        s = w
+        box = (0, 0, w, h)
+    if s < r and not opts.allow_upscale:
+        return None, f"too small ({w}x{h} < {r}); pass --allow-upscale to keep it"
+    if s != r or w != h:
+        img = img.resize((r, r), _RESAMPLE[opts.resize_filter], box=box)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue(), None
+
+
+def _work_chunk(chunk: list[tuple[int, bytes]]) -> list[tuple[int, bytes | None, str | None]]:
+    assert _OPTS is not None
+    out = []
+    for i, data in chunk:
+        try:
+            png, err = process_image(data, _OPTS)
+        except Exception as e:  # noqa: BLE001 - a bad file must never stop the pack
+            png, err = None, f"failed to process: {type(e).__name__}: {e}"
+        out.append((i, png, err))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ pack
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _prepare_out(out: str, overwrite: bool) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise PackError(f"output {out!r} exists and is not a directory; choose another OUT")
+    if os.path.isdir(out) and os.listdir(out):
+        if not overwrite:
+            raise PackError(f"output {out!r} already exists and is not empty; pass --overwrite to replace it")
+        ours = glob.glob(os.path.join(glob.escape(out), "*-[0-9][0-9][0-9][0-9][0-9][0-9].tar")) + [
+            os.path.join(out, n) for n in (CARD_NAME, SKIPPED_NAME, INDEX_NAME, "labels.npy", "grid.png")
+        ]
+        for p in ours:
+            if os.path.isfile(p):
+                os.remove(p)
+    os.makedirs(out, exist_ok=True)
+
+
+def pack(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    resolution: int,
+    crop: str = "center",
+    resize_filter: str = "lanczos",
+    channels: int = 3,
+    labels: str = "auto",
+    shard_size: str | int = "1GB",
+    workers: int | None = None,
+    allow_upscale: bool = False,
+    overwrite: bool = False,
+    name: str | None = None,
+    progress: bool = True,
+    order: str = "shuffled",
+) -> DatasetCard:
+    """Pack images from ``src`` into webdataset shards in ``out`` and write the dataset card.
+
+    Args:
+        src: folder (recursive; png, jpg, jpeg, webp, bmp), zip, NVlabs dataset zip/folder (labels from its
+            ``dataset.json``) or LMDB (LSUN-style: values are encoded images).
+        out: output directory; created. Refused when it exists and is not empty unless ``overwrite``.
+        resolution: output side R in pixels; every stored image is R x R.
+        crop: ``center`` (largest centred square, then resize) or ``none`` (images must be square; others skipped).
+        resize_filter: ``lanczos`` (as NVlabs' dataset_tool) or ``box`` (area average, faster).
+        channels: 3 (RGB) or 1 (grayscale). Alpha is composited on white.
+        labels: ``auto`` (NVlabs dataset.json, else first-level folder names when every image is in one of at
+            least two folders) or ``none``.
+        shard_size: maximum bytes per shard (``1GB``, ``256MB``, or an int), counted as tar bytes (headers and
+            padding included, end-of-archive blocks not); a single sample larger than this gets a shard of its own.
+        workers: decode processes; None = number of CPUs; 0 or 1 = in this process.
+        allow_upscale: keep images smaller than R (upsampled) instead of skipping them.
+        overwrite: replace the shards, card and skip list of an existing ``out``.
+        name: shard name prefix; default the basename of ``out``.
+        progress: show a tqdm progress bar on stderr.
+        order: ``shuffled`` (default): the sorted input paths permuted with a fixed seed, so that shards mix
+            classes and folders and a small streaming shuffle buffer suffices; ``sorted``: path order. Both are
+            deterministic. LMDB sources keep their key order (LSUN keys are already hash-like).
+
+    Returns:
+        The card that was written to ``out/dataset.json``.
+
+    Raises:
+        PackError: missing or empty SRC, existing OUT without overwrite, bad options, or no usable image at all.
+    """
+    src, out = os.fspath(src), os.fspath(out)
+    if crop not in ("center", "none"):
+        raise PackError(f"--crop must be 'center' or 'none', got {crop!r}")
+    if resize_filter not in _RESAMPLE:
+        raise PackError(f"--resize-filter must be one of {sorted(_RESAMPLE)}, got {resize_filter!r}")
+    if channels not in (1, 3):
+        raise PackError(f"--channels must be 3 or 1, got {channels}")
+    if int(resolution) < 4:
+        raise PackError(f"--resolution must be at least 4, got {resolution}")
+    max_bytes = parse_size(shard_size)
+    if max_bytes <= 0:
+        raise PackError(f"--shard-size must be positive, got {shard_size!r}")
+    if order not in ("shuffled", "sorted"):
+        raise PackError(f"--order must be 'shuffled' or 'sorted', got {order!r}")
+    source = open_source(src, labels=labels, exclude=out, order=order)
+    _prepare_out(out, overwrite)
+    name = name or os.path.basename(os.path.normpath(os.path.abspath(out))) or "data"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    opts = _Options(int(resolution), crop, resize_filter, int(channels), bool(allow_upscale))
+    workers = (os.cpu_count() or 1) if workers is None else int(workers)
+
+    import webdataset as wds
+    from tqdm import tqdm
+
+    skipped: list[tuple[str, str]] = list(source.pre_skipped)
+    shard_counts: dict[str, int] = collections.OrderedDict()
+    class_counts = [0] * len(source.label_names)
+    vector_labels: list[list[float]] = []
+    written = 0
+    pattern = os.path.join(out, f"{name}-%06d.tar")
+    # An int mtime keeps plain ustar headers (a float one adds a PAX header per member) and makes shards reproducible.
+    # The shard size limit is applied here on real tar bytes (ShardWriter's maxsize counts payload only, which
+    # underestimates small images by 2-5x).
+    writer = wds.ShardWriter(pattern, maxcount=10**12, maxsize=float("inf"), verbose=0, mtime=0)
+    shard_bytes = 0
+    bar = tqdm(
+        total=source.total,
+        unit="img",
+        desc=f"pack {name}",
+        disable=not progress,
+        file=sys.stderr,
+        mininterval=0.5 if sys.stderr.isatty() else 10.0,
+    )
+    index_file = open(os.path.join(out, INDEX_NAME), "w")  # noqa: SIM115 - closed in the finally below
+
+    def write(name_in_src: str, png: bytes) -> None:
+        nonlocal written, shard_bytes
+        sample: dict[str, Any] = {"__key__": f"{written:08d}", "png": png}
+        if source.labels is not None:
+            label = source.labels.get(name_in_src)
+            if label is None:
+                skipped.append((name_in_src, "no label for this file in dataset.json"))
+                return
+            if source.label_type == "class":
+                if not (0 <= int(label) < len(class_counts)):
+                    skipped.append((name_in_src, f"class label {label} out of range"))
+                    return
+                sample["cls"] = str(int(label))
+                class_counts[int(label)] += 1
+            else:
+                vec = [float(x) for x in np.ravel(np.asarray(label, dtype=np.float64))]
+                if vector_labels and len(vec) != len(vector_labels[0]):
+                    skipped.append((name_in_src, f"label length {len(vec)} differs from {len(vector_labels[0])}"))
+                    return
+                sample["json"] = json.dumps({"label": vec}).encode()
+                vector_labels.append(vec)
+        nbytes = sum(512 + -(-len(v) // 512) * 512 for k, v in sample.items() if k != "__key__")
+        if shard_bytes > 0 and shard_bytes + nbytes > max_bytes:
+            writer.next_stream()
+            shard_bytes = 0
+        writer.write(sample)
+        shard_bytes += nbytes
+        shard_counts[writer.fname] = shard_counts.get(writer.fname, 0) + 1
+        index_file.write(f"{sample['__key__']}\t{os.path.basename(writer.fname)}\t{name_in_src}\n")
+        written += 1
+
+    def handle(results: list[tuple[int, bytes | None, str | None]], names: dict[int, str]) -> None:
+        for i, png, err in results:
+            n = names.pop(i)
+            if png is None:
+                skipped.append((n, err or "unknown error"))
+            else:
+                write(n, png)
+        bar.update(len(results))
+
+    chunk_len = 16
+    names: dict[int, str] = {}
+    try:
+        if workers <= 1:
+            _init_worker(opts)
+            for i, (n, data, err) in enumerate(source.iter_bytes()):
+                names[i] = n
+                handle(_work_chunk([(i, data)]) if err is None else [(i, None, err)], names)
+        else:
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            with mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=(opts,)) as pool:
+                pending: collections.deque = collections.deque()
+                chunk: list[tuple[int, bytes]] = []
+                for i, (n, data, err) in enumerate(source.iter_bytes()):
+                    names[i] = n
+                    if err is not None:
+                        # Keep the output order: a read failure is queued like a result.
+                        if chunk:
+                            pending.append(pool.apply_async(_work_chunk, (chunk,)))
+                            chunk = []
+                        pending.append(_Ready([(i, None, err)]))
+                    else:
+                        chunk.append((i, data))
+                        if len(chunk) >= chunk_len:
+                            pending.append(pool.apply_async(_work_chunk, (chunk,)))
+                            chunk = []
+                    while len(pending) > 4 * workers:
+                        handle(pending.popleft().get(), names)
+                if chunk:
+                    pending.append(pool.apply_async(_work_chunk, (chunk,)))
+                while pending:
+                    handle(pending.popleft().get(), names)
+    finally:
+        writer.close()
+        bar.close()
+        index_file.close()
+
+    skipped.sort()
+    with open(os.path.join(out, SKIPPED_NAME), "w") as f:
+        for n, reason in skipped:
+            f.write(f"{n}\t{reason}\n")
+
+    shards = []
+    for path, count in shard_counts.items():
+        shards.append(
+            ShardInfo(name=os.path.basename(path), count=count, sha256=_sha256(path), size=os.path.getsize(path))
+        )
+    # ShardWriter opens a shard before the first write; drop it if nothing went in.
+    for path in glob.glob(os.path.join(glob.escape(out), f"{glob.escape(name)}-*.tar")):
+        if path not in shard_counts:
+            os.remove(path)
+    if written == 0:
+        raise PackError(
+            f"no usable image in {src!r}: all {len(skipped)} inputs were skipped; reasons in {out}/{SKIPPED_NAME}"
+        )
+
+    c_dim = len(source.label_names) if source.label_type == "class" else 0
+    if source.label_type == "vector":
+        arr = np.asarray(vector_labels, dtype=np.float32)
+        np.save(os.path.join(out, "labels.npy"), arr)
+        c_dim = int(arr.shape[1])
+    card = DatasetCard(
+        name=name,
+        count=written,
+        resolution=opts.resolution,
+        channels=opts.channels,
+        c_dim=c_dim,
+        label_type=source.label_type if c_dim > 0 else None,
+        label_names=list(source.label_names) if source.label_type == "class" else [],
+        class_counts=class_counts if source.label_type == "class" else [],
+        shards=shards,
+        pack={
+            "source": os.path.abspath(src),
+            "source_type": source.kind,
+            "resolution": opts.resolution,
+            "crop": crop,
+            "resize_filter": resize_filter,
+            "channels": opts.channels,
+            "labels": labels,
+            "order": order if source.kind != "lmdb" else "lmdb-keys",
+            "order_seed": ORDER_SEED if order == "shuffled" and source.kind != "lmdb" else None,
+            "shard_size": max_bytes,
+            "allow_upscale": bool(allow_upscale),
+            "inputs": written + len(skipped),
+            "skipped": len(skipped),
+            "format": "png",
+        },
+    )
+    card.save(out)
+    return card
+
+
+class _Ready:
+    """A result already known in the main process, queued among pool results to keep the order."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def get(self) -> Any:
+        return self.value
