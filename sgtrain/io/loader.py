@@ -1,0 +1,214 @@
+"""``load_network``: one entry point for every network file sgtrain opens."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sgtrain.io.errors import NetworkFileError, UnsafePickleError, UnsupportedNetworkError
+from sgtrain.io.nvlabs import convert_nvlabs_snapshot, jsonable, load_state_dict_checked
+from sgtrain.io.portable import build_module, load_portable, modules_from_header, portable_paths
+from sgtrain.io.rosinality import is_rosinality_checkpoint, rosinality_discriminator, rosinality_generator
+from sgtrain.io.safe_pickle import safe_load_pickle
+
+__all__ = ["find_run_network", "load_network"]
+
+_TORCH_LEGACY_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)[:-1]  # torch.save's non-zip header
+_SNAPSHOT_RE = re.compile(r"network-snapshot-(\d+)\.(safetensors|pkl)$")
+W_AVG_SAMPLES = 4096
+
+
+def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Open any network file sgtrain knows and return sgtrain modules.
+
+    Accepted inputs:
+        - an sgtrain run directory: its newest ``network-snapshot-<kimg>.safetensors`` (an NVlabs run directory's
+          newest ``network-snapshot-<kimg>.pkl``), else ``checkpoints/last.ckpt``;
+        - a portable network file: ``<stem>.safetensors``, ``<stem>.json`` or ``<stem>``;
+        - a Lightning ``.ckpt`` of sgtrain's training module (read with ``torch.load(weights_only=True)``);
+        - an NVlabs network pickle (stylegan2-ada-pytorch, stylegan3; StyleGAN2 networks), read by the
+          allow-list unpickler without running the code embedded in it;
+        - a rosinality stylegan2-pytorch checkpoint (``.pt``: ``g_ema`` and optionally ``g``, ``d``,
+          ``latent_avg``, ``ada_aug_p``; read with ``torch.load(weights_only=True)``).
+
+    Args:
+        path: file or directory.
+        device: where to put the modules.
+
+    Returns:
+        dict with ``'G_ema'`` (always; the generator for inference), and where the file has them ``'G'``,
+        ``'D'`` (sgtrain ``Generator``/``Discriminator`` modules), ``'augment_p'`` (float, ADA probability),
+        ``'training_info'`` (dict: source, kimg, ...). Modules are in eval mode with ``requires_grad`` off,
+        float32. For fine-tuning, copy them into fresh modules with ``load_state_dict(net.state_dict())``
+        or call ``requires_grad_(True)`` on them.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        UnsafePickleError: a pickle names a global outside the allow-list (nothing from it was executed).
+        UnsupportedNetworkError: a known container holding an architecture sgtrain cannot build (the message names
+            it), e.g. a StyleGAN3 generator.
+        NetworkFileError: not a network file sgtrain knows.
+    """
+    p = Path(path)
+    if p.is_dir():
+        result = _load_file(find_run_network(p))
+    elif p.suffix in (".safetensors", ".json") or (not p.exists() and portable_paths(p)[0].exists()):
+        result = load_portable(p)
+    elif not p.exists():
+        raise FileNotFoundError(f"network '{p}' not found: pass a run directory, a .ckpt, a portable network file "
+                                "(.safetensors + .json), an NVlabs .pkl or a rosinality .pt")
+    else:
+        result = _load_file(p)
+    for key in ("G_ema", "G", "D"):
+        if key in result:
+            result[key] = result[key].to(device).eval().requires_grad_(False)
+    return result
+
+
+def find_run_network(run_dir: str | os.PathLike) -> Path:
+    """The network file a run directory stands for: newest snapshot by kimg, else ``checkpoints/last.ckpt``.
+
+    Raises:
+        NetworkFileError: the directory holds neither.
+    """
+    d = Path(run_dir)
+    snaps = list(d.glob("network-snapshot-*.safetensors"))
+    if not snaps:
+        snaps = list(d.glob("network-snapshot-*.pkl"))  # an NVlabs run directory
+    snaps = [q for q in snaps if _SNAPSHOT_RE.search(q.name)]
+    if snaps:
+        return max(snaps, key=lambda q: (int(_SNAPSHOT_RE.search(q.name).group(1)), q.stat().st_mtime))
+    last = d / "checkpoints" / "last.ckpt"
+    if last.exists():
+        return last
+    ckpts = sorted(d.glob("checkpoints/*.ckpt"), key=lambda q: q.stat().st_mtime)
+    if ckpts:
+        return ckpts[-1]
+    raise NetworkFileError(f"run directory {d} has no network-snapshot-*.safetensors, no network-snapshot-*.pkl and "
+                           "no checkpoints/last.ckpt")
+
+
+def _load_file(p: Path) -> dict[str, Any]:
+    if p.suffix in (".safetensors", ".json"):
+        return load_portable(p)
+    with open(p, "rb") as f:
+        head = f.read(len(_TORCH_LEGACY_MAGIC))
+    if head.startswith(b"PK\x03\x04") or head == _TORCH_LEGACY_MAGIC:
+        return _load_torch_file(p)
+    return convert_nvlabs_snapshot(safe_load_pickle(p), p)
+
+
+def _torch_load(p: Path) -> Any:
+    """``torch.load(weights_only=True)``; argparse.Namespace (rosinality's saved args) is the one extra class."""
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        m = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if m:
+            raise UnsafePickleError(m.group(1), str(p)) from e
+        raise NetworkFileError(f"{p}: torch.load(weights_only=True) failed: {e}") from e
+
+
+def _load_torch_file(p: Path) -> dict[str, Any]:
+    obj = _torch_load(p)
+    if is_rosinality_checkpoint(obj):
+        return _convert_rosinality(obj, p)
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        return _convert_lightning(obj, p)
+    keys = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
+    raise NetworkFileError(f"{p}: a torch file with {keys}; expected an sgtrain Lightning checkpoint (state_dict with "
+                           "G./D./G_ema. keys) or a rosinality checkpoint (g_ema)")
+
+
+def _convert_lightning(obj: dict[str, Any], p: Path) -> dict[str, Any]:
+    """sgtrain training checkpoint: ``state_dict`` keys ``G.``, ``D.``, ``G_ema.``; kwargs in hyper_parameters."""
+    extra = obj.get("sgtrain") if isinstance(obj.get("sgtrain"), dict) else {}
+    if isinstance(extra.get("networks"), dict):
+        header = {"networks": extra["networks"]}
+    else:
+        hp = obj.get("hyper_parameters") or {}
+        if not isinstance(hp.get("G_kwargs"), dict):
+            raise NetworkFileError(f"{p}: checkpoint has no G_kwargs in hyper_parameters and no sgtrain.networks "
+                                   "entry, so the networks cannot be rebuilt")
+        arch = str(hp.get("arch", "stylegan2"))
+        header = {"networks": {
+            "G_ema": {"class": f"sgtrain.models.{arch}.Generator", "init_kwargs": hp["G_kwargs"]},
+            "G": {"class": f"sgtrain.models.{arch}.Generator", "init_kwargs": hp["G_kwargs"]},
+        }}
+        if isinstance(hp.get("D_kwargs"), dict):
+            header["networks"]["D"] = {"class": f"sgtrain.models.{arch}.Discriminator", "init_kwargs": hp["D_kwargs"]}
+    sd = obj["state_dict"]
+    header["networks"] = {k: v for k, v in header["networks"].items() if any(s.startswith(f"{k}.") for s in sd)}
+    info: dict[str, Any] = {"source": "lightning-checkpoint", "file": str(p)}
+    for k in ("kimg", "cur_nimg", "cur_tick", "pl_mean", "total_kimg"):
+        if k in extra:
+            info[k] = jsonable(extra[k])
+    for k in ("epoch", "global_step"):
+        if k in obj:
+            info[k] = obj[k]
+    if extra.get("augment_p") is not None:
+        header["augment_p"] = float(extra["augment_p"])
+    header["training_info"] = info
+    return modules_from_header(header, sd, str(p))
+
+
+def _estimate_w_avg(G: torch.nn.Module) -> None:
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn([W_AVG_SAMPLES, G.z_dim], generator=gen)
+    with torch.no_grad():
+        ws = G.mapping(z, torch.zeros([W_AVG_SAMPLES, G.c_dim]))
+        G.mapping.w_avg.copy_(ws[:, 0].mean(0))
+
+
+def _convert_rosinality(obj: dict[str, Any], p: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    info: dict[str, Any] = {"source": "rosinality", "file": str(p)}
+    latent_avg = obj.get("latent_avg")
+    for key, name in (("g_ema", "G_ema"), ("g", "G")):
+        if not isinstance(obj.get(key), dict):
+            continue
+        kwargs, sd = rosinality_generator(obj[key])
+        G = build_module("sgtrain.models.stylegan2.Generator", kwargs, f"{p} {key}")
+        fill = ("resample_filter",)
+        if isinstance(latent_avg, torch.Tensor):
+            sd["mapping.w_avg"] = latent_avg.reshape(-1)
+        else:
+            fill += ("mapping.w_avg",)
+        if not any(k.endswith("noise_const") for k in sd):
+            fill += ("noise_const",)
+            info["noise_const"] = "the checkpoint has no fixed noise buffers: noise_mode='const' uses fresh noise"
+        load_state_dict_checked(G, sd, f"{p} {key} (rosinality Generator)", fill_from_module=fill)
+        if not isinstance(latent_avg, torch.Tensor):
+            _estimate_w_avg(G)
+            info["w_avg"] = f"estimated as the mean of {W_AVG_SAMPLES} mapped z (seed 0): the file has no latent_avg"
+        out[name] = G.eval()
+    if isinstance(obj.get("d"), dict):
+        kwargs, sd = rosinality_discriminator(obj["d"])
+        D = build_module("sgtrain.models.stylegan2.Discriminator", kwargs, f"{p} d")
+        load_state_dict_checked(D, sd, f"{p} d (rosinality Discriminator)", fill_from_module=("resample_filter",))
+        out["D"] = D.eval()
+    if obj.get("ada_aug_p") is not None:
+        try:
+            out["augment_p"] = float(obj["ada_aug_p"])
+        except (TypeError, ValueError):
+            pass
+    args = obj.get("args")
+    if isinstance(args, argparse.Namespace):
+        args = vars(args)
+    if isinstance(args, dict):
+        info["args"] = {k: v for k, v in args.items() if _is_json_scalar(v)}
+    out["training_info"] = info
+    if "G_ema" not in out:
+        raise UnsupportedNetworkError(f"{p}: rosinality checkpoint without g_ema")
+    return out
+
+
+def _is_json_scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str))
