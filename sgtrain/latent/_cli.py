@@ -1,0 +1,47 @@
+"""Argument parsing shared by the sgtrain-generate/-mix/-video/-project/-blend/-directions entry points."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+import torch
+
+
+def base_parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
+    """An ArgumentParser with --network, --device and --batch-size."""
+    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--network", required=True, metavar="PATH",
+                   help="run directory, .ckpt, portable network (.safetensors + .json) or NVlabs .pkl")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per network call (default: 16)")
+    return p
+
+
+def add_sampling_args(p: argparse.ArgumentParser, trunc: float = 1.0) -> None:
+    """--trunc, --trunc-cutoff, --class, --noise-mode."""
+    p.add_argument("--trunc", type=float, default=trunc, metavar="PSI",
+                   help=f"truncation psi: 1 = off, 0 = the average image (default: {trunc})")
+    p.add_argument("--trunc-cutoff", type=int, default=None, metavar="L",
+                   help="truncate only the first L layers of w (default: all)")
+    p.add_argument("--class", dest="class_idx", type=int, default=None, metavar="K",
+                   help="class index, required for a conditional network")
+    p.add_argument("--noise-mode", default="const", choices=["const", "random", "none"],
+                   help="per-pixel noise: the network's fixed noise (const), fresh noise (random) or none")
+
+
+def run(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
+        argv: Sequence[str] | None) -> None:
+    """Parse ``argv`` and call ``main``; user errors (bad values, missing files) exit with the message, no trace."""
+    args = parser.parse_args(argv)
+    torch.backends.cudnn.benchmark = True
+    from sgtrain.io import NetworkFileError, UnsafePickleError, UnsupportedNetworkError
+
+    try:
+        main(args)
+    except (ValueError, FileNotFoundError, KeyError, NetworkFileError, UnsafePickleError, UnsupportedNetworkError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"{parser.prog}: error: {msg}", file=sys.stderr)
+        sys.exit(2)

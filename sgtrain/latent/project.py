@@ -1,0 +1,341 @@
+"""Latent projection: find the w (W) or per-layer ws (W+) whose image matches a target.
+
+Sources: Abdal et al. 2019, "Image2StyleGAN" (W+ embedding, perceptual + pixel losses); Karras et al. 2020,
+"Analyzing and Improving the Image Quality of StyleGAN", sec. 5 and appendix D (projection in W: start at
+w_avg, Adam with learning-rate ramp-up and cosine ramp-down, Gaussian noise added to w that fades over the first
+75% of the steps, noise maps optimised too and kept uncorrelated by a multi-scale autocorrelation penalty);
+NVlabs' projector.py for the default numbers. The perceptual distance is LPIPS (Zhang et al. 2018) on VGG16
+features, read from a local file (see :func:`load_vgg16`); the mse loss needs no file.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sgtrain.latent.common import make_labels
+
+__all__ = ["VGG16_URL", "VGG16Features", "load_vgg16", "load_target", "psnr", "project", "render_with_noise"]
+
+VGG16_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt"
+_NO_VGG = ("the lpips-vgg loss needs VGG16 weights from a local file: pass --vgg PATH (vgg= in the API) with "
+           f"NVlabs' TorchScript vgg16.pt, published at {VGG16_URL}, or a torchvision-format VGG16 state dict "
+           "(keys features.0.weight ... features.28.bias); sgtrain never downloads it. Or use --loss mse, which "
+           "needs no file.")
+
+# torchvision's VGG16 'features' layout: conv widths, 'M' = 2x2 max-pool.
+_VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+_LPIPS_TAPS = (3, 8, 15, 22, 29)  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 in torchvision's indexing.
+
+
+class VGG16Features(torch.nn.Module):
+    """VGG16 convolutional trunk (Simonyan & Zisserman 2015) with torchvision's parameter names
+    (``features.0.weight`` ... ``features.28.bias``), returning LPIPS-style features.
+
+    The output is the concatenation over relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 of the channel-normalised
+    activations divided by sqrt(H_l W_l), so ``(f(x) - f(y)).square().sum(1)`` is LPIPS with unit layer weights
+    (Zhang et al. 2018, eq. 1, the "baseline" variant without the learned linear heads).
+
+    Input: float32 [N, 3, H, W] in [0, 255] (RGB); normalised with ImageNet mean/std as torchvision expects.
+    Output: float32 [N, F].
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[torch.nn.Module] = []
+        in_ch = 3
+        for v in _VGG16_CFG[:-1]:  # the last pool feeds only the classifier
+            if v == "M":
+                layers.append(torch.nn.MaxPool2d(2, 2))
+            else:
+                layers += [torch.nn.Conv2d(in_ch, v, 3, padding=1), torch.nn.ReLU(inplace=False)]
+                in_ch = v
+        self.features = torch.nn.Sequential(*layers)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        feats = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in _LPIPS_TAPS:
+                f = x / (x.square().sum(1, keepdim=True).sqrt() + 1e-10)
+                feats.append(f.flatten(1) / math.sqrt(x.shape[2] * x.shape[3]))
+        return torch.cat(feats, dim=1)
+
+
+def load_vgg16(
+    path: str | os.PathLike | None, device: str | torch.device = "cpu"
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Open VGG16 feature weights from a local file and return ``f(images) -> features``.
+
+    Args:
+        path: NVlabs' TorchScript ``vgg16.pt`` (called as ``vgg16(x, resize_images=False, return_lpips=True)``, the
+            learned LPIPS distance) or a torchvision-format state dict (``.pth``/``.pt``/``.safetensors``; the
+            unit-weight LPIPS of :class:`VGG16Features`).
+
+    Returns:
+        A function taking float32 [N, 3, H, W] in [0, 255] and returning float32 [N, F]; squared Euclidean distance
+        between feature vectors is the perceptual distance.
+
+    Raises:
+        FileNotFoundError: no path given or the file does not exist (the message names the file expected).
+        ValueError: the file is neither TorchScript nor a VGG16 state dict.
+    """
+    if path is None:
+        raise FileNotFoundError(_NO_VGG)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--vgg '{path}' does not exist. " + _NO_VGG)
+    try:
+        script = torch.jit.load(str(path), map_location=device).eval()
+    except Exception:
+        script = None
+    if script is not None:
+        def scripted(x: torch.Tensor) -> torch.Tensor:
+            return script(x, resize_images=False, return_lpips=True).flatten(1)
+        return scripted
+    if str(path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"'{path}' is neither a TorchScript module nor a state dict. " + _NO_VGG)
+    model = VGG16Features()
+    want = model.features.state_dict()
+    got = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    missing = [k for k in want if k not in got]
+    if missing:
+        raise ValueError(f"'{path}' lacks VGG16 weights {['features.' + k for k in missing[:4]]}... " + _NO_VGG)
+    bad = [k for k in want if tuple(got[k].shape) != tuple(want[k].shape)]
+    if bad:
+        raise ValueError(f"'{path}' has shapes that are not VGG16's for {['features.' + k for k in bad[:4]]}")
+    model.features.load_state_dict({k: got[k] for k in want})
+    return model.eval().requires_grad_(False).to(device)
+
+
+def load_target(path: str | os.PathLike, resolution: int, channels: int = 3) -> torch.Tensor:
+    """Read an image, centre-crop it to a square and resize it (Lanczos) to the network's resolution.
+
+    Returns:
+        uint8 tensor [channels, resolution, resolution].
+
+    Raises:
+        FileNotFoundError: no such file.
+    """
+    import PIL.Image
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"target image '{path}' not found")
+    img = PIL.Image.open(path).convert("L" if channels == 1 else "RGB")
+    w, h = img.size
+    s = min(w, h)
+    img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+    img = img.resize((resolution, resolution), PIL.Image.LANCZOS)
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 255.0) -> torch.Tensor:
+    """Peak signal-to-noise ratio per image in dB, ``10 log10(peak^2 / mean((a - b)^2))``.
+
+    Args:
+        a, b: images [N, C, H, W] (or [C, H, W]) on the same scale; ``peak`` is that scale's range
+            (255 for uint8, 2 for network images in [-1, 1]).
+
+    Returns:
+        float32 [N] (or a scalar).
+    """
+    a, b = a.double(), b.double()
+    mse = (a - b).square().flatten(a.ndim - 3).mean(-1)
+    return (10 * torch.log10(peak ** 2 / mse.clamp_min(1e-20))).float()
+
+
+def _noise_reg(noise: torch.Tensor) -> torch.Tensor:
+    """Sum over scales of squared autocorrelations at shift 1, per image; noise [N, 1, H, W] -> [N]."""
+    reg = noise.new_zeros(noise.shape[0])
+    while True:
+        reg = reg + (noise * torch.roll(noise, shifts=1, dims=3)).mean([1, 2, 3]).square()
+        reg = reg + (noise * torch.roll(noise, shifts=1, dims=2)).mean([1, 2, 3]).square()
+        if noise.shape[2] <= 8:
+            return reg
+        noise = F.avg_pool2d(noise, kernel_size=2)
+
+
+def project(
+    G: torch.nn.Module,
+    targets: torch.Tensor,
+    *,
+    space: str = "w",
+    num_steps: int = 1000,
+    loss: str = "lpips-vgg",
+    vgg: Callable[[torch.Tensor], torch.Tensor] | str | os.PathLike | None = None,
+    class_idx: int | None = None,
+    w_avg_samples: int = 10000,
+    initial_learning_rate: float = 0.1,
+    initial_noise_factor: float = 0.05,
+    lr_rampdown_length: float = 0.25,
+    lr_rampup_length: float = 0.05,
+    noise_ramp_length: float = 0.75,
+    regularize_noise_weight: float = 1e5,
+    optimize_noise: bool = True,
+    seed: int = 303,
+    history_every: int = 0,
+    verbose: bool = False,
+    device: str | torch.device | None = None,
+) -> dict:
+    """Project target images into the latent space of G, all targets in one batch.
+
+    Each target gets its own latent and its own noise maps, and the losses are summed over targets, so each latent
+    gets only its own gradient (Adam works per element). The random w noise and the initial noise maps are drawn for
+    the whole batch from ``seed``, so a target's result varies a little with the batch it is in.
+
+    Args:
+        G: generator (NVlabs interface). Not modified: a copy is optimised.
+        targets: uint8 or float [N, C, H, W] in [0, 255] at G's resolution (see :func:`load_target`).
+        space: ``'w'`` (one w per image, NVlabs' projector) or ``'w+'`` (num_ws independent ws, Image2StyleGAN).
+        num_steps: optimisation steps.
+        loss: ``'lpips-vgg'`` (needs ``vgg``) or ``'mse'`` (mean squared error on images in [-1, 1]).
+        vgg: a feature function from :func:`load_vgg16` or a path for it.
+        class_idx: class for a conditional network.
+        w_avg_samples: z samples for the starting point w_avg and the scale w_std of the w noise.
+        initial_learning_rate, lr_rampdown_length, lr_rampup_length: Adam learning rate, cosine ramp-down over the
+            last fraction of steps, linear ramp-up over the first fraction.
+        initial_noise_factor, noise_ramp_length: Gaussian noise of std ``w_std * factor * (1 - t/length)^2`` added
+            to w, fading to 0 at ``t = length`` (fraction of the steps).
+        regularize_noise_weight: weight of the noise autocorrelation penalty.
+        optimize_noise: optimise the per-layer noise maps (NVlabs' default, starting from random noise). False keeps
+            the network's own noise_const buffers fixed (an image generated with noise_mode='const' is then exactly
+            reachable).
+        seed: seed of the w noise and of the initial noise maps.
+        history_every: record ws every this many steps for a progress video (0 = no history).
+
+    Returns:
+        dict with ``ws`` float32 [N, num_ws, w_dim], ``images`` float32 [N, C, H, W] in [-1, 1] (rendered with the
+        optimised noise), ``noise`` {buffer name: [N, 1, H, W]}, ``history`` [S, N, num_ws, w_dim] (steps
+        ``history_steps``), ``psnr`` float32 [N] in dB against the targets, and ``generator``: the optimised copy of
+        G holding the per-target noise maps (for :func:`render_with_noise`).
+
+    Raises:
+        ValueError: wrong target shape, unknown space or loss. FileNotFoundError: lpips-vgg without VGG weights.
+    """
+    if space not in ("w", "w+"):
+        raise ValueError(f"space '{space}' unknown: use w or w+")
+    if loss not in ("lpips-vgg", "mse"):
+        raise ValueError(f"loss '{loss}' unknown: use lpips-vgg or mse")
+    if targets.ndim == 3:
+        targets = targets[None]
+    want = (G.img_channels, G.img_resolution, G.img_resolution)
+    if tuple(targets.shape[1:]) != want:
+        raise ValueError(f"targets have shape {list(targets.shape)}; this network needs [N, {want[0]}, {want[1]}, "
+                         f"{want[2]}] (load_target resizes images)")
+    dev = torch.device(device) if device is not None else next(G.parameters()).device
+    if loss == "lpips-vgg" and not callable(vgg):
+        vgg = load_vgg16(vgg, dev)
+    N = targets.shape[0]
+    G = copy.deepcopy(G).eval().requires_grad_(False).to(dev)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    log = print if verbose else (lambda *a, **k: None)
+
+    # Starting point and scale, from the mapping of w_avg_samples random z (NVlabs: RandomState(123)).
+    with torch.no_grad():
+        z = torch.from_numpy(np.random.RandomState(123).randn(w_avg_samples, G.z_dim).astype(np.float32)).to(dev)
+        c = make_labels(G, w_avg_samples, class_idx, dev)
+        w_samples = torch.cat([G.mapping(z[i:i + 1000], c[i:i + 1000])[:, 0] for i in range(0, w_avg_samples, 1000)])
+        w_avg = w_samples.mean(0)
+        w_std = float((w_samples - w_avg).square().sum(1).mean().sqrt())
+    layers = G.num_ws if space == "w+" else 1
+    w_opt = w_avg[None, None].repeat(N, layers, 1).clone().requires_grad_(True)
+
+    # Noise maps: the synthesis layers' noise_const buffers, one copy per target.
+    noise_bufs: dict[str, torch.Tensor] = {}
+    for name, module in G.synthesis.named_modules():
+        buf = getattr(module, "noise_const", None)
+        if isinstance(buf, torch.Tensor):
+            if optimize_noise:
+                per = torch.randn([N, 1, *buf.shape[-2:]], generator=gen).to(dev)
+            else:
+                per = buf.detach().reshape(1, 1, *buf.shape[-2:]).repeat(N, 1, 1, 1)
+            per.requires_grad_(optimize_noise)
+            module.noise_const = per  # replaces the buffer; broadcasts over channels as [N, 1, H, W]
+            noise_bufs[name] = per
+    params = [w_opt] + (list(noise_bufs.values()) if optimize_noise else [])
+    opt = torch.optim.Adam(params, betas=(0.9, 0.999), lr=initial_learning_rate)
+
+    def features(images01: torch.Tensor) -> torch.Tensor:  # images in [0, 255]
+        if images01.shape[1] == 1:
+            images01 = images01.repeat(1, 3, 1, 1)
+        if images01.shape[2] > 256:
+            images01 = F.interpolate(images01, size=(256, 256), mode="area")
+        return vgg(images01)
+
+    target = targets.to(dev).float()
+    target_m11 = target / 127.5 - 1
+    if loss == "lpips-vgg":
+        with torch.no_grad():
+            target_feats = features(target)
+    history, history_steps = [], []
+    for step in range(num_steps):
+        t = step / num_steps
+        w_noise_scale = w_std * initial_noise_factor * max(0.0, 1.0 - t / noise_ramp_length) ** 2
+        lr_ramp = min(1.0, (1.0 - t) / lr_rampdown_length)
+        lr_ramp = (0.5 - 0.5 * math.cos(lr_ramp * math.pi)) * min(1.0, t / lr_rampup_length)
+        for group in opt.param_groups:
+            group["lr"] = initial_learning_rate * lr_ramp
+
+        w_noise = torch.randn(w_opt.shape, generator=gen).to(dev) * w_noise_scale
+        ws = (w_opt + w_noise).expand(N, G.num_ws, G.w_dim)
+        synth = G.synthesis(ws, noise_mode="const")
+        if loss == "lpips-vgg":
+            dist = (features((synth + 1) * 127.5) - target_feats).square().sum(1)
+        else:
+            dist = (synth - target_m11).square().flatten(1).mean(1)
+        reg = sum((_noise_reg(v) for v in noise_bufs.values()), torch.zeros_like(dist)) if optimize_noise else 0
+        total = (dist + reg * regularize_noise_weight).sum()
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        if verbose and (step % max(1, num_steps // 20) == 0 or step == num_steps - 1):
+            log(f"step {step + 1:>5d}/{num_steps}: dist {dist.mean().item():<8.5f} loss {total.item():<8.5f}")
+        if optimize_noise:
+            with torch.no_grad():
+                for buf in noise_bufs.values():
+                    buf -= buf.mean([1, 2, 3], keepdim=True)
+                    buf *= buf.square().mean([1, 2, 3], keepdim=True).rsqrt()
+        if history_every and (step % history_every == 0 or step == num_steps - 1):
+            history.append(w_opt.detach().expand(N, G.num_ws, G.w_dim).clone())
+            history_steps.append(step + 1)
+
+    with torch.no_grad():
+        ws = w_opt.detach().expand(N, G.num_ws, G.w_dim).clone()
+        images = G.synthesis(ws, noise_mode="const")
+        score = psnr((images + 1) * 127.5, target, 255.0)
+    return dict(
+        ws=ws,
+        images=images,
+        noise={k: v.detach() for k, v in noise_bufs.items()},
+        history=torch.stack(history) if history else ws.new_zeros([0, N, G.num_ws, G.w_dim]),
+        history_steps=history_steps,
+        psnr=score.cpu(),
+        generator=G,
+    )
+
+
+def render_with_noise(G_copy: torch.nn.Module, ws: torch.Tensor) -> torch.Tensor:
+    """Render ws [N, num_ws, w_dim] with the projection's optimised noise (the ``generator`` that
+    :func:`project` returns holds it); float32 [N, C, H, W] in [-1, 1]."""
+    with torch.no_grad():
+        return G_copy.synthesis(ws, noise_mode="const")
+
