@@ -102,6 +102,7 @@ class ShardDataModule(pl.LightningDataModule):
         self.use_labels = bool(use_labels)
         self._loader: _EpochLoader | None = None
         self._start_epoch = 0
+        self._resume_batches: int | None = None
         self._stream: ShardStream | None = None
 
     # ----------------------------------------------------------------------------------------- the card
@@ -187,11 +188,27 @@ class ShardDataModule(pl.LightningDataModule):
             if self.start_method is not None:
                 kwargs["multiprocessing_context"] = self.start_method
         self._loader = _EpochLoader(self._stream, start_epoch=start, **kwargs)
+        if self._resume_batches is not None:
+            # every epoch has exactly len(loader) batches on every rank: the position is (epoch, batch in epoch)
+            self._loader.next_epoch, self._loader.skip_batches = divmod(self._resume_batches, len(self._loader))
+            self._resume_batches = None
         return self._loader
+
+    def resume_at(self, batches_done: int) -> None:
+        """Continue this rank's stream after ``batches_done`` batches (all epochs), for an exact resume.
+
+        Call before ``train_dataloader()`` (GANModule.on_load_checkpoint does, with its step count); the next loader
+        starts at epoch ``batches_done // len`` and skips ``batches_done % len`` batches of it.
+        """
+        self._resume_batches = int(batches_done)
 
     # ---------------------------------------------------------------------------------------- resume
     def state_dict(self) -> dict[str, Any]:
-        """Data position for checkpoints: the epoch in progress (resume restarts it from its beginning)."""
+        """Data position for checkpoints: the epoch in progress.
+
+        The position inside the epoch is not stored here: ``resume_at`` (called by GANModule with its batch count)
+        sets it, so a resumed run continues with the next unseen batch.
+        """
         if self._loader is None:
             epoch = self._start_epoch
         elif self._loader.current_epoch is None:

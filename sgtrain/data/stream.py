@@ -462,12 +462,20 @@ class _EpochLoader(torch.utils.data.DataLoader):
     """DataLoader that tells its ShardStream the epoch number before each iteration."""
 
     def __init__(self, dataset: ShardStream, start_epoch: int = 0, **kwargs: Any) -> None:
+        # iter() of a DataLoader draws its base seed from `generator`, or else from the global torch RNG: a new
+        # epoch must not shift the training's random streams (a run resumed at an epoch end would diverge)
+        kwargs.setdefault("generator", torch.Generator().manual_seed(0))
         super().__init__(dataset, batch_size=None, **kwargs)
         self.next_epoch = int(start_epoch)
         self.current_epoch: int | None = None  # the epoch being iterated; None before the first iter()
+        self.skip_batches = 0  # batches of the next epoch already consumed before a resume (skipped once)
 
     def __iter__(self):  # type: ignore[override]
         self.dataset.epoch = self.next_epoch  # reaches non-persistent workers (the dataset is pickled per epoch)
         self.current_epoch = self.next_epoch
         self.next_epoch += 1
-        return super().__iter__()
+        it = super().__iter__()
+        skip, self.skip_batches = self.skip_batches, 0
+        for _ in range(skip):  # the stream is deterministic per (seed, epoch, rank, worker): re-read, drop
+            next(it)
+        return it
