@@ -1,0 +1,37 @@
+"""``sgtrain-train``: the Hydra app that trains a StyleGAN2 on packed shards (see docs/training.md).
+
+Examples::
+
+    sgtrain-train model=stylegan2_small dataset.path=data/emoji run.dir=runs/emoji train.kimg=10
+    sgtrain-train experiment=paper256 dataset.path=/data/ffhq256 trainer=ddp run.dir=runs/ffhq256
+    sgtrain-train --cfg job dataset.path=data/emoji          # print the composed config and exit
+
+Rerunning a command with the same run.dir resumes from run.dir/checkpoints/last.ckpt.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from sgtrain.training.config import register_configs
+from sgtrain.training.sweep import register_resolvers
+
+register_configs()
+register_resolvers()  # ${sgtrain_job_dirname:...} in conf/hydra/default.yaml
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def _app(cfg: DictConfig) -> None:
+    from sgtrain.training.run import main_entry
+
+    main_entry(cfg)
+
+
+def main() -> None:
+    """Console entry point ``sgtrain-train`` (Hydra parses sys.argv)."""
+    _app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Hydra configs of sgtrain-train (a package so that Hydra finds them in an installed wheel)."""

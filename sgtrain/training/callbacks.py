@@ -1,0 +1,420 @@
+"""Lightning callbacks that write the run directory: metrics, sample grids, snapshots, checkpoints, progress bar.
+
+They act when :class:`~sgtrain.training.module.GANModule` announces a finished tick (``pl_module.tick_event``);
+files are written by rank 0 only, collectives (checkpoint RNG gathering) run on every rank. Layout::
+
+    RUN_DIR/config.yaml                      resolved config of the latest start
+    RUN_DIR/metrics.jsonl                    one JSON object per tick (kimg, loss terms, img/s, sec/kimg, memory)
+    RUN_DIR/metric-swd.jsonl                 SWD against the data at kimg 0 and at the end
+    RUN_DIR/samples/reals.png                a grid of training images
+    RUN_DIR/samples/fakes<kimg:06d>.png      the same grid of fixed latents from G_ema, every snap_kimg
+    RUN_DIR/network-snapshot-<kimg:06d>.safetensors/.json   exported generators (sgtrain.io.save_network)
+    RUN_DIR/checkpoints/last.ckpt            full training state, every tick (atomic)
+    RUN_DIR/checkpoints/last.json            kimg of last.ckpt and whether the run is complete
+    RUN_DIR/checkpoints/ckpt-<kimg:06d>.ckpt one every snap_kimg, newest keep_ckpts kept
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import resource
+import sys
+import time
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+
+from .module import GANModule, TickEvent
+
+
+# ---------------------------------------------------------------------------------------------------- files
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and ``os.replace`` (never a partial file)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO that writes ``path.tmp-<pid>``, fsyncs it and renames it over ``path``.
+
+    A process killed during the write leaves the previous checkpoint intact (plus a stale temporary file that the
+    next start removes); ``os.replace`` is atomic on POSIX file systems.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        path = os.fspath(path)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(os.path.dirname(path) or ".")
+
+
+def kimg_tag(cur_nimg: int) -> str:
+    """File-name stamp of a kimg count: ``cur_nimg // 1000`` on 6 digits (NVlabs)."""
+    return f"{int(cur_nimg) // 1000:06d}"
+
+
+def save_image_grid(img: np.ndarray, path: str, grid: tuple[int, int], drange: tuple[float, float] = (-1, 1)) -> None:
+    """Save images [N, C, H, W] (float in ``drange`` or uint8) as a ``grid = (width, height)`` PNG, atomically."""
+    import io
+
+    from PIL import Image
+
+    lo, hi = drange
+    img = np.asarray(img, dtype=np.float32)
+    img = np.rint((img - lo) * (255 / (hi - lo))).clip(0, 255).astype(np.uint8)
+    gw, gh = grid
+    n, c, h, w = img.shape
+    if n < gw * gh:
+        img = np.concatenate([img, np.zeros([gw * gh - n, c, h, w], np.uint8)])
+    img = img[: gw * gh].reshape(gh, gw, c, h, w).transpose(0, 3, 1, 4, 2).reshape(gh * h, gw * w, c)
+    pil = Image.fromarray(img[:, :, 0], "L") if c == 1 else Image.fromarray(img[:, :, :3], "RGB")
+    buf = io.BytesIO()
+    pil.save(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def peak_memory_gb(device: torch.device) -> dict[str, float]:
+    """Peak memory: CUDA max allocated/reserved since the last call (then reset), and CPU peak RSS of the process."""
+    out = {"cpu_peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    if device.type == "cuda":
+        out["gpu_peak_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+        out["gpu_peak_reserved_gb"] = torch.cuda.max_memory_reserved(device) / 2**30
+        torch.cuda.reset_peak_memory_stats(device)
+        out["peak_mem_gb"] = out["gpu_peak_mem_gb"]
+    else:
+        out["peak_mem_gb"] = out["cpu_peak_rss_gb"]
+    return out
+
+
+def _echo(trainer: L.Trainer, msg: str) -> None:
+    bar = trainer.progress_bar_callback
+    if bar is not None and isinstance(bar, TQDMProgressBar) and bar.is_enabled and bar._train_progress_bar is not None:
+        bar._train_progress_bar.write(msg, file=sys.stdout)
+    else:
+        print(msg, flush=True)
+
+
+@torch.no_grad()
+def generate_grid(G: torch.nn.Module, z: torch.Tensor, c: torch.Tensor, batch: int) -> np.ndarray:
+    """G(z, c, noise_mode='const') in chunks of ``batch``: float32 [N, C, H, W] in about [-1, 1] on the CPU."""
+    dev = next(G.parameters()).device
+    out = [G(zz.to(dev), cc.to(dev), noise_mode="const").float().cpu()
+           for zz, cc in zip(z.split(batch), c.split(batch))]
+    return torch.cat(out).numpy()
+
+
+# ---------------------------------------------------------------------------------------------------- callbacks
+class MetricsJSONL(Callback):
+    """One JSON line per tick in ``RUN_DIR/metrics.jsonl``, the same values to the Lightning logger, a status line.
+
+    Fields: tick, kimg, nimg, time_s (since this start), sec_per_tick, sec_per_kimg, img_per_s, every loss term
+    reported by StyleGAN2Loss (``Loss/G/loss``, ``Loss/D/reg``, ...), pl_mean, memory (``peak_mem_gb`` = CUDA max
+    allocated, or peak RSS on CPU), timestamp. On resume, lines past the checkpoint's kimg (written after the last
+    checkpoint by a killed run) are dropped, so kimg stays continuous.
+    """
+
+    def __init__(self, run_dir: str) -> None:
+        self.run_dir = run_dir
+        self.path = os.path.join(run_dir, "metrics.jsonl")
+        self.start_time = time.time()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: GANModule) -> None:
+        self.start_time = time.time()
+        if trainer.global_rank != 0 or not os.path.exists(self.path):
+            return
+        keep = []
+        with open(self.path) as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a kill
+                if int(rec.get("nimg", round(rec.get("kimg", 0) * 1000))) <= pl_module.cur_nimg:
+                    keep.append(json.dumps(rec))
+        atomic_write_bytes(self.path, ("\n".join(keep) + "\n" if keep else "").encode())
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: GANModule, *args: Any) -> None:
+        ev: TickEvent | None = pl_module.tick_event
+        if ev is None:
+            return
+        mem = peak_memory_gb(pl_module.device)
+        nimg = ev.cur_nimg - ev.start_nimg
+        rec: dict[str, Any] = {
+            "tick": ev.tick,
+            "kimg": round(ev.kimg, 3),
+            "nimg": ev.cur_nimg,
+            "time_s": round(time.time() - self.start_time, 3),
+            "sec_per_tick": round(ev.sec, 3),
+            "sec_per_kimg": round(ev.sec / max(nimg, 1) * 1000, 3),
+            "img_per_s": round(nimg / max(ev.sec, 1e-9), 3),
+            **{k: round(v, 6) for k, v in ev.stats.items()},
+            "pl_mean": float(pl_module.loss.pl_mean),
+            **{k: round(v, 4) for k, v in mem.items()},
+            "timestamp": time.time(),
+        }
+        if trainer.global_rank != 0:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+            f.flush()
+        if trainer.logger is not None:
+            numeric = {k: v for k, v in rec.items() if isinstance(v, (int, float)) and k != "timestamp"}
+            trainer.logger.log_metrics(numeric, step=ev.cur_nimg)
+        g = ev.stats.get("Loss/G/loss", float("nan"))
+        d = ev.stats.get("Loss/D/loss", float("nan"))
+        _echo(trainer, f"tick {ev.tick:<5d} kimg {ev.kimg:<8.1f} sec/tick {ev.sec:<7.1f} "
+                       f"sec/kimg {rec['sec_per_kimg']:<7.2f} img/s {rec['img_per_s']:<7.1f} G {g:<6.3f} D {d:<6.3f} "
+                       f"mem {mem['peak_mem_gb']:.2f}GB")
+
+
+class SampleGrid(Callback):
+    """``samples/reals.png`` once, ``samples/fakes<kimg>.png`` from G_ema at kimg 0 and every ``snap_kimg``.
+
+    Args:
+        run_dir: the run directory.
+        reals: uint8 [N, C, H, W] training images for the grid (N >= 1).
+        labels: float32 [N, c_dim] their labels (used for the fakes of a conditional model).
+        grid: (width, height) in images.
+        snap_kimg: interval of the fakes grids.
+        seed: seed of the fixed latents.
+        batch: images per G_ema forward pass.
+    """
+
+    def __init__(self, run_dir: str, reals: torch.Tensor, labels: torch.Tensor, grid: tuple[int, int],
+                 snap_kimg: float, seed: int = 0, batch: int = 16) -> None:
+        self.dir = os.path.join(run_dir, "samples")
+        self.grid = (int(grid[0]), int(grid[1]))
+        n = self.grid[0] * self.grid[1]
+        idx = torch.arange(n) % max(1, reals.shape[0])
+        self.reals, self.labels = reals[idx], labels[idx]
+        self.snap_kimg = snap_kimg
+        g = torch.Generator().manual_seed(int(seed))
+        self.z: torch.Tensor | None = None
+        self._gen = g
+        self.batch = batch
+
+    def _fakes(self, pl_module: GANModule) -> None:
+        if self.z is None:
+            self.z = torch.randn([self.labels.shape[0], pl_module.G_ema.z_dim], generator=self._gen)
+        img = generate_grid(pl_module.G_ema, self.z, self.labels, self.batch)
+        save_image_grid(img, os.path.join(self.dir, f"fakes{kimg_tag(pl_module.cur_nimg)}.png"), self.grid)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: GANModule) -> None:
+        if trainer.global_rank != 0:
+            return
+        os.makedirs(self.dir, exist_ok=True)
+        save_image_grid(self.reals.numpy(), os.path.join(self.dir, "reals.png"), self.grid, drange=(0, 255))
+        if pl_module.cur_nimg == 0:
+            self._fakes(pl_module)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: GANModule, *args: Any) -> None:
+        ev = pl_module.tick_event
+        if ev is not None and trainer.global_rank == 0 and ev.start_nimg > 0 and ev.crossed(self.snap_kimg):
+            self._fakes(pl_module)
+
+
+class SnapshotExport(Callback):
+    """``network-snapshot-<kimg>`` (safetensors + JSON, :func:`sgtrain.io.save_network`) every ``snap_kimg``.
+
+    Args:
+        run_dir: the run directory.
+        snap_kimg: export interval in kimg (and at the end).
+        info: extra JSON-serialisable fields stored with the snapshot (e.g. the resolved config).
+    """
+
+    def __init__(self, run_dir: str, snap_kimg: float, info: dict[str, Any] | None = None) -> None:
+        self.run_dir = run_dir
+        self.snap_kimg = snap_kimg
+        self.info = dict(info or {})
+        self.last_path: str | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: GANModule, *args: Any) -> None:
+        ev = pl_module.tick_event
+        if ev is None or trainer.global_rank != 0 or ev.start_nimg == 0 or not ev.crossed(self.snap_kimg):
+            return
+        from sgtrain.io import save_network
+
+        path = os.path.join(self.run_dir, f"network-snapshot-{kimg_tag(ev.cur_nimg)}")
+        training_info = dict(self.info, kimg=ev.kimg, cur_nimg=ev.cur_nimg, tick=ev.tick)
+        save_network(path, G_ema=pl_module.G_ema, G=pl_module.G, D=pl_module.D, training_info=training_info)
+        self.last_path = path
+
+
+class RunCheckpoint(Callback):
+    """``checkpoints/last.ckpt`` every tick, ``checkpoints/ckpt-<kimg>.ckpt`` every ``snap_kimg`` (newest N kept).
+
+    Runs on every rank (saving gathers every rank's RNG state); rank 0 writes. Writes go through the trainer's
+    checkpoint IO (:class:`AtomicCheckpointIO`); the kimg-stamped copies are hard links of last.ckpt (copies where
+    links are not supported), so last.ckpt can be replaced later without touching them.
+    """
+
+    def __init__(self, run_dir: str, snap_kimg: float, keep: int = 5) -> None:
+        self.dir = os.path.join(run_dir, "checkpoints")
+        self.snap_kimg = snap_kimg
+        self.keep = int(keep)
+
+    @property
+    def last(self) -> str:
+        return os.path.join(self.dir, "last.ckpt")
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: GANModule, *args: Any) -> None:
+        ev = pl_module.tick_event
+        if ev is None:
+            return
+        if trainer.global_rank == 0:
+            os.makedirs(self.dir, exist_ok=True)
+        trainer.save_checkpoint(self.last)
+        if trainer.global_rank != 0:
+            return
+        if ev.crossed(self.snap_kimg) and ev.start_nimg > 0:
+            stamped = os.path.join(self.dir, f"ckpt-{kimg_tag(ev.cur_nimg)}.ckpt")
+            tmp = stamped + f".tmp-{os.getpid()}"
+            try:
+                os.link(self.last, tmp)
+            except OSError:
+                import shutil
+
+                shutil.copyfile(self.last, tmp)
+            os.replace(tmp, stamped)
+            self._prune()
+        meta = {"kimg": ev.kimg, "cur_nimg": ev.cur_nimg, "total_kimg": pl_module.total_kimg, "done": ev.done,
+                "tick": ev.tick, "timestamp": time.time()}
+        atomic_write_bytes(os.path.join(self.dir, "last.json"), (json.dumps(meta) + "\n").encode())
+
+    def _prune(self) -> None:
+        files = sorted(glob.glob(os.path.join(self.dir, "ckpt-*.ckpt")))
+        for f in files[: max(0, len(files) - self.keep)]:
+            os.remove(f)
+
+
+def clean_stale_temporaries(run_dir: str) -> None:
+    """Remove ``*.tmp-<pid>`` files left by a run killed during a write."""
+    for pattern in ("checkpoints/*.tmp-*", "*.tmp-*", "samples/*.tmp-*"):
+        for f in glob.glob(os.path.join(run_dir, pattern)):
+            if re.search(r"\.tmp-\d+$", f):
+                try:
+                    os.remove(f)
+                except OSError:
+                    pass
+
+
+class SWDCallback(Callback):
+    """Sliced Wasserstein distance of G_ema against real images at kimg 0 (fresh runs) and at the end.
+
+    Prints ``SWD at kimg K: value`` and appends ``{"kimg", "swd", ...}`` to ``RUN_DIR/metric-swd.jsonl``. Uses
+    :func:`sgtrain.metrics.swd.sliced_wasserstein` (Karras et al. 2018, ProGAN, section 5: Laplacian-pyramid patches).
+
+    Args:
+        run_dir: the run directory.
+        reals: uint8 [N, C, H, W] real images.
+        labels: float32 [N, c_dim] their labels (generated images use the same labels).
+        seed: seed of the generated latents.
+        batch: images per G_ema forward pass.
+    """
+
+    def __init__(self, run_dir: str, reals: torch.Tensor, labels: torch.Tensor, seed: int = 123,
+                 batch: int = 16) -> None:
+        self.path = os.path.join(run_dir, "metric-swd.jsonl")
+        self.reals, self.labels = reals, labels
+        self.seed, self.batch = seed, batch
+        self.results: dict[float, float] = {}
+
+    def evaluate(self, pl_module: GANModule) -> dict[str, Any]:
+        """Compute SWD now; returns ``{'kimg', 'swd', 'swd_per_level' (if given), 'num_images'}``."""
+        from sgtrain.metrics.swd import generated_images_uint8, sliced_wasserstein
+
+        n = int(self.reals.shape[0])
+        fakes = torch.cat(list(generated_images_uint8(pl_module.G_ema, n, batch_size=self.batch, seed=self.seed,
+                                                      labels=self.labels, device=pl_module.device)))
+        res = sliced_wasserstein(self.reals, fakes.cpu())
+        rec: dict[str, Any] = {"kimg": round(pl_module.kimg, 3), "num_images": n}
+        rec.update({k: float(v) for k, v in res.items()})
+        rec["swd"] = float(res["SWDx1e3_avg"])
+        return rec
+
+    def _run(self, trainer: L.Trainer, pl_module: GANModule) -> None:
+        if trainer.global_rank != 0:
+            return
+        t0 = time.time()
+        rec = self.evaluate(pl_module)
+        rec["sec"] = round(time.time() - t0, 2)
+        self.results[rec["kimg"]] = rec["swd"]
+        with open(self.path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        _echo(trainer, f"SWD at kimg {rec['kimg']:.1f}: {rec['swd']:.4f} ({rec['num_images']} images, "
+                       f"{rec['sec']:.0f} s)")
+        if trainer.logger is not None:
+            trainer.logger.log_metrics({"swd": rec["swd"]}, step=pl_module.cur_nimg)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: GANModule) -> None:
+        if pl_module.cur_nimg == 0:
+            self._run(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: GANModule) -> None:
+        if pl_module.cur_nimg >= pl_module.total_kimg * 1000:
+            self._run(trainer, pl_module)
+
+
+class KimgProgressBar(TQDMProgressBar):
+    """TQDM bar counted in kimg toward train.kimg, with img/s and the time left (instead of batches and epochs)."""
+
+    KIMG_FORMAT = "{desc} {percentage:3.0f}%|{bar:20}| {n:.2f}/{total:.1f} kimg [{elapsed}<{remaining}{postfix}]"
+
+    def __init__(self, refresh_rate: int = 1) -> None:
+        super().__init__(refresh_rate=refresh_rate)
+        self._t0 = time.time()
+        self._n0 = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: GANModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        bar = self.train_progress_bar
+        bar.reset(total=pl_module.total_kimg)
+        bar.bar_format = self.KIMG_FORMAT
+        bar.set_description("train")
+        bar.initial = pl_module.kimg
+        bar.n = pl_module.kimg
+        self._t0, self._n0 = time.time(), pl_module.cur_nimg
+        bar.refresh()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        pass
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: GANModule, *args: Any) -> None:
+        bar = self._train_progress_bar
+        if bar is None or bar.disable:
+            return
+        rate = (pl_module.cur_nimg - self._n0) / max(time.time() - self._t0, 1e-9)
+        bar.set_postfix_str(f"img/s={rate:.1f}", refresh=False)
+        bar.update(min(pl_module.kimg, pl_module.total_kimg) - bar.n)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        pass

@@ -1,0 +1,363 @@
+"""``train(cfg)``: build everything from a composed config and run (or resume) one training run.
+
+The order matters for the "fail within seconds" promise: the config is validated and the run directory resolved
+before torch-heavy objects (datamodule, networks, logger, trainer) are built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import time
+import warnings
+import zipfile
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from .cluster import RequeueOnSignal, cluster_plugins, ddp_job_scope, env_global_rank
+from .config import ConfigError, validate_config, world_size_of
+
+
+def resolve_run_dir(cfg: DictConfig) -> str:
+    """The run directory: ``run.dir``, or Hydra's per-job output directory in multirun mode. Absolute path."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.initialized():
+            hc = HydraConfig.get()
+            if hc.mode == RunMode.MULTIRUN:
+                return os.path.abspath(hc.runtime.output_dir)
+    except ImportError:  # pragma: no cover - hydra is a dependency
+        pass
+    return os.path.abspath(str(cfg.run.dir))
+
+
+def _is_rank_zero() -> bool:
+    # srun starts every rank itself and sets no RANK/LOCAL_RANK: SLURM_PROCID tells them apart
+    return env_global_rank() == 0
+
+
+def _hydra_overrides() -> list[str] | None:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return list(HydraConfig.get().overrides.task)
+    except ImportError:  # pragma: no cover
+        pass
+    return None
+
+
+def find_resume_checkpoint(run_dir: str) -> str | None:
+    """``checkpoints/last.ckpt`` if it is a complete file, else the newest complete ``ckpt-*.ckpt``, else None."""
+    ckdir = os.path.join(run_dir, "checkpoints")
+    candidates = [os.path.join(ckdir, "last.ckpt")]
+    if os.path.isdir(ckdir):
+        candidates += sorted((os.path.join(ckdir, f) for f in os.listdir(ckdir)
+                              if f.startswith("ckpt-") and f.endswith(".ckpt")), reverse=True)
+    for path in candidates:
+        if os.path.isfile(path):
+            if zipfile.is_zipfile(path):
+                return path
+            warnings.warn(f"{path} is not a complete checkpoint; trying an older one", stacklevel=2)
+    return None
+
+
+def read_last_meta(run_dir: str) -> dict[str, Any] | None:
+    """Contents of ``checkpoints/last.json`` (kimg and done flag of last.ckpt), or None."""
+    path = os.path.join(run_dir, "checkpoints", "last.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _wandb_id(run_dir: str) -> str:
+    path = os.path.join(run_dir, "wandb_id.txt")
+    if os.path.exists(path):
+        with open(path) as f:
+            return f.read().strip()
+    run_id = secrets.token_hex(4)
+    if _is_rank_zero():
+        with open(path, "w") as f:
+            f.write(run_id + "\n")
+    return run_id
+
+
+def build_logger(cfg: DictConfig, run_dir: str) -> Any:
+    """The experiment logger of ``logger.name``: WandbLogger (offline by default, run id kept in the run dir so a
+    resumed run continues the same wandb run), CSVLogger, or None."""
+    name = cfg.logger.name
+    if name == "none":
+        return None
+    if name == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        return CSVLogger(save_dir=run_dir, name="csv")  # csv/version_<n>/metrics.csv, one per (re)start
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_CONSOLE", "off")
+    os.environ.setdefault("WANDB_DISABLE_GIT", "true")
+    os.environ["WANDB_MODE"] = str(cfg.logger.mode)
+    from lightning.pytorch.loggers import WandbLogger
+
+    return WandbLogger(
+        project=cfg.logger.project, entity=cfg.logger.entity, name=os.path.basename(run_dir), save_dir=run_dir,
+        id=_wandb_id(run_dir), offline=cfg.logger.mode == "offline", resume="allow", tags=list(cfg.logger.tags),
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+
+
+def network_kwargs(cfg: DictConfig, card: dict[str, Any], c_dim: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Generator and Discriminator constructor keywords (NVlabs names) from ``model.*`` and the dataset card."""
+    m = cfg.model
+    res = int(m.resolution or card["resolution"])
+    channels = int(card["channels"])
+    G_kwargs = dict(
+        z_dim=m.z_dim, c_dim=c_dim, w_dim=m.w_dim, img_resolution=res, img_channels=channels,
+        mapping_kwargs=dict(num_layers=m.map_layers),
+        channel_base=m.channel_base, channel_max=m.channel_max, num_fp16_res=m.num_fp16_res,
+        conv_clamp=m.conv_clamp, architecture=m.G_architecture,
+    )
+    G_kwargs.update(OmegaConf.to_container(m.G_kwargs, resolve=True))
+    D_kwargs = dict(
+        c_dim=c_dim, img_resolution=res, img_channels=channels, architecture=m.D_architecture,
+        channel_base=m.channel_base, channel_max=m.channel_max, num_fp16_res=m.num_fp16_res,
+        conv_clamp=m.conv_clamp,
+        epilogue_kwargs=dict(mbstd_group_size=m.mbstd_group_size, mbstd_num_channels=m.mbstd_num_channels),
+    )
+    D_kwargs.update(OmegaConf.to_container(m.D_kwargs, resolve=True))
+    return G_kwargs, D_kwargs
+
+
+def read_reals(datamodule: Any, n: int, seed: int = 0) -> tuple[Any, Any]:
+    """``n`` shuffled training images and labels (uint8 [n, C, H, W], float32 [n, c_dim]), read on this process."""
+    import torch
+
+    from sgtrain.data import ShardDataModule
+
+    dm = ShardDataModule(datamodule.path, batch_size=max(1, min(n, 64, datamodule.count)), num_workers=0,
+                         shuffle_buffer=max(256, n), seed=seed + 7, card=datamodule.card,
+                         use_labels=datamodule.use_labels)
+    imgs, labels = [], []
+    got = 0
+    while got < n:
+        for img, c in dm.train_dataloader(rank=0, world_size=1):
+            imgs.append(img)
+            labels.append(c)
+            got += img.shape[0]
+            if got >= n:
+                break
+        if not imgs:
+            raise ConfigError(f"no images could be read from {datamodule.path}")
+    return torch.cat(imgs)[:n], torch.cat(labels)[:n]
+
+
+_QUIET = [
+    r".*in eval mode at the start of training.*",  # G_ema is in eval mode on purpose
+    # The datamodule restores its epoch; within an epoch the stream restarts (documented in docs/training.md).
+    r".*resuming from a checkpoint that ended before the epoch ended.*",
+    r".*IterableDataset.*has `__len__` defined.*",  # ShardStream's length is exact per rank and worker
+    r".*The `srun` command is available.*",
+    r".*isinstance\(treespec, LeafSpec\).*",
+    r".*does not have many workers.*",
+]
+
+
+def _quiet_warnings() -> None:
+    for pattern in _QUIET:
+        warnings.filterwarnings("ignore", message=pattern)
+    import logging
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda r: "litlogger" not in r.getMessage() and "TPU available" not in r.getMessage())
+    logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        lg = logging.getLogger(name)
+        if lg.handlers:  # Lightning prints with its own handler; Hydra's root handler would print it again
+            lg.propagate = False
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train (or resume) the run described by ``cfg``; returns ``{'run_dir', 'kimg', 'swd', ...}``.
+
+    Raises:
+        ConfigError: invalid configuration (raised before any heavy object is built).
+    """
+    t_start = time.time()
+    card = validate_config(cfg)
+    run_dir = resolve_run_dir(cfg)
+    world = world_size_of(cfg)
+    meta = read_last_meta(run_dir)
+    if meta and meta.get("done") and float(meta.get("kimg", 0)) >= float(cfg.train.kimg):
+        print(f"sgtrain-train: {run_dir} is complete ({meta['kimg']} kimg >= train.kimg={cfg.train.kimg}); "
+              f"nothing to do (raise train.kimg to continue)")
+        return {"run_dir": run_dir, "kimg": meta["kimg"], "complete": True}
+
+    import lightning as L
+    import torch
+
+    from sgtrain.data import ShardDataModule
+
+    from .callbacks import (
+        AtomicCheckpointIO,
+        KimgProgressBar,
+        MetricsJSONL,
+        RunCheckpoint,
+        SampleGrid,
+        SnapshotExport,
+        SWDCallback,
+        clean_stale_temporaries,
+    )
+    from .ddp import GANDDPStrategy
+    from .module import GANModule
+
+    _quiet_warnings()
+    if cfg.trainer.threads:
+        torch.set_num_threads(int(cfg.trainer.threads))
+    rank0 = _is_rank_zero()
+    os.makedirs(run_dir, exist_ok=True)
+    os.environ["SGTRAIN_RUN_DIR"] = run_dir  # DDP children are started with run.dir=<this>
+    if rank0:
+        clean_stale_temporaries(run_dir)
+        resolved = OmegaConf.to_yaml(cfg, resolve=True)
+        cfg_path = os.path.join(run_dir, "config.yaml")
+        if os.path.exists(cfg_path):
+            with open(cfg_path) as f:
+                old = f.read()
+            if old != resolved:
+                os.replace(cfg_path, os.path.join(run_dir, f"config-{int(time.time())}.yaml"))
+                print(f"sgtrain-train: the config differs from the previous start; the old one is kept as "
+                      f"config-<time>.yaml in {run_dir}")
+        with open(cfg_path, "w") as f:
+            f.write(resolved)
+        overrides = _hydra_overrides()
+        if overrides is not None:
+            with open(os.path.join(run_dir, "overrides.yaml"), "w") as f:
+                f.write(OmegaConf.to_yaml(OmegaConf.create(overrides)))
+        if cfg.run.print_config:
+            print(resolved)
+
+    per_device = cfg.train.batch // world
+    dm = ShardDataModule(
+        cfg.dataset.path, batch_size=per_device, num_workers=cfg.dataset.num_workers, xflip=cfg.dataset.xflip,
+        shuffle_buffer=cfg.dataset.shuffle, seed=cfg.train.seed,
+        use_labels=cfg.dataset.cond is not False,
+    )
+    card = dm.card.to_dict()
+    c_dim = dm.c_dim
+    G_kwargs, D_kwargs = network_kwargs(cfg, card, c_dim)
+    t = cfg.train
+    L.seed_everything(int(t.seed), workers=True, verbose=False)
+    module = GANModule(
+        G_kwargs=G_kwargs, D_kwargs=D_kwargs,
+        loss_kwargs=dict(r1_gamma=t.gamma, style_mixing_prob=t.style_mixing_prob, pl_weight=t.pl_weight,
+                         pl_batch_shrink=t.pl_batch_shrink, pl_decay=t.pl_decay,
+                         pl_no_weight_grad=t.pl_no_weight_grad),
+        batch=t.batch, batch_gpu=t.batch_gpu, G_lr=t.G_lr, D_lr=t.D_lr, betas=tuple(t.betas), eps=t.eps,
+        G_reg_interval=t.G_reg_interval, D_reg_interval=t.D_reg_interval, ema_kimg=t.ema_kimg,
+        ema_rampup=t.ema_rampup, total_kimg=t.kimg, tick_kimg=t.tick_kimg, seed=t.seed, arch=cfg.model.arch,
+    )
+    module.label_sampler = dm.sample_labels
+    ckpt_path = find_resume_checkpoint(run_dir)
+    if ckpt_path is None and t.resume_from:
+        from sgtrain.io import load_network
+
+        nets = load_network(t.resume_from)
+        for name in ("G", "D", "G_ema"):
+            src = nets.get(name) or (nets["G_ema"] if name == "G" else None)
+            if src is not None:
+                missing = getattr(module, name).load_state_dict(src.state_dict(), strict=False)
+                if rank0 and (missing.missing_keys or missing.unexpected_keys):
+                    print(f"sgtrain-train: {name} from {t.resume_from}: missing {missing.missing_keys}, "
+                          f"unexpected {missing.unexpected_keys}")
+        if rank0:
+            print(f"sgtrain-train: initialised from {t.resume_from}")
+
+    n_grid = int(t.grid[0]) * int(t.grid[1])
+    n_reals = max(n_grid, int(t.swd_images) if t.swd else 0)
+    reals, labels = (read_reals(dm, n_reals, seed=t.seed) if rank0 else (torch.zeros([1, 1, 1, 1]),
+                                                                          torch.zeros([1, 0])))
+    bgpu = min(t.batch_gpu or per_device, per_device)
+    run_info = {"config": OmegaConf.to_container(cfg, resolve=True), "run_dir": run_dir}
+    callbacks: list[Any] = [
+        MetricsJSONL(run_dir),
+        SampleGrid(run_dir, reals[:n_grid], labels[:n_grid], tuple(t.grid), t.snap_kimg, seed=t.seed, batch=bgpu),
+        SnapshotExport(run_dir, t.snap_kimg, info=run_info),
+    ]
+    swd_cb = None
+    if t.swd:
+        swd_cb = SWDCallback(run_dir, reals[: int(t.swd_images)], labels[: int(t.swd_images)], batch=bgpu)
+        callbacks.append(swd_cb)
+    callbacks.append(RunCheckpoint(run_dir, t.snap_kimg, keep=t.keep_ckpts))
+    # SIGUSR1/SIGUSR2 (sbatch --signal, submitit): checkpoint at the step boundary, scontrol requeue, stop;
+    # SIGTERM (preemption, scancel): checkpoint, stop (docs/cluster.md)
+    requeue_cb = RequeueOnSignal(os.path.join(run_dir, "checkpoints", "last.ckpt"))
+    callbacks.append(requeue_cb)
+    if cfg.trainer.progress_bar:
+        callbacks.append(KimgProgressBar())
+
+    accelerator = cfg.trainer.accelerator
+    ckpt_io = AtomicCheckpointIO()
+    if world > 1 or cfg.trainer.strategy == "ddp":
+        cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+        strategy: Any = GANDDPStrategy(checkpoint_io=ckpt_io, process_group_backend="gloo" if cpu else None)
+        plugins = cluster_plugins()  # SLURMEnvironment(auto_requeue=False) inside an srun step, else []
+    else:
+        strategy = "auto"
+        plugins = [ckpt_io, *cluster_plugins()]
+    logger = build_logger(cfg, run_dir) if rank0 else None
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes, strategy=strategy,
+        precision=cfg.trainer.precision, max_epochs=-1, max_steps=-1, logger=logger if logger is not None else False,
+        callbacks=callbacks, enable_checkpointing=False, enable_progress_bar=bool(cfg.trainer.progress_bar),
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=run_dir,
+        plugins=plugins, deterministic=bool(cfg.trainer.deterministic) or None,
+        benchmark=bool(cfg.trainer.benchmark), use_distributed_sampler=False, log_every_n_steps=1,
+    )
+    if rank0:
+        print(f"sgtrain-train: run directory {run_dir}; "
+              + (f"resuming from {ckpt_path}" if ckpt_path else "starting from scratch")
+              + f" (set-up {time.time() - t_start:.1f} s)", flush=True)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    requeue_cb.exit_if_stopped()  # stopped by a signal: not finished; exit 128+signal (no next sweep job, no result)
+    out: dict[str, Any] = {"run_dir": run_dir, "kimg": module.kimg, "complete": module.kimg >= t.kimg}
+    if swd_cb is not None:
+        out["swd"] = dict(swd_cb.results)
+    return out
+
+
+def main_entry(cfg: DictConfig) -> Any:
+    """Body of the Hydra app: ``train(cfg)`` with configuration errors printed as one line and exit status 2."""
+    try:
+        with ddp_job_scope():  # the next job of a local -m sweep starts without this job's process group / env
+            out = train(cfg)
+    except ConfigError as err:
+        print(f"sgtrain-train: error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    if _is_rank_zero():
+        print_summary(out["run_dir"])
+    return out
+
+
+def print_summary(run_dir: str) -> None:
+    """Print where the results are and the SWD figures of ``metric-swd.jsonl`` (first and last)."""
+    lines = [f"sgtrain-train: run directory {run_dir}"]
+    samples = sorted(f for f in os.listdir(os.path.join(run_dir, "samples")) if f.startswith("fakes")) \
+        if os.path.isdir(os.path.join(run_dir, "samples")) else []
+    if samples:
+        lines.append(f"  samples: {os.path.join(run_dir, 'samples', samples[-1])} (reals.png for the data)")
+    try:
+        with open(os.path.join(run_dir, "metric-swd.jsonl")) as f:
+            swd = [json.loads(line) for line in f if line.strip()]
+    except OSError:
+        swd = []
+    if swd:
+        first, last = swd[0], swd[-1]
+        lines.append(f"  SWD (x1e3, lower is better): kimg {first['kimg']:g}: {first['swd']:.2f} -> "
+                     f"kimg {last['kimg']:g}: {last['swd']:.2f}")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,117 @@
+"""sgtrain-train configuration: the real packaged configs composed with Hydra, and the fast failures on bad configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from PIL import Image
+
+from sgtrain.training.config import ConfigError, compose, validate_config
+
+
+@pytest.fixture(scope="module")
+def shards16(tmp_path_factory) -> str:
+    """A packed 16x16 dataset of 8 images (sgtrain-data's packer)."""
+    from sgtrain.data import pack
+
+    root = tmp_path_factory.mktemp("cfgdata")
+    src = root / "imgs"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, [16, 16, 3], dtype=np.uint8)).save(src / f"{i}.png")
+    pack(str(src), str(root / "shards"), resolution=16, workers=0, progress=False)
+    return str(root / "shards")
+
+
+def test_presets_compose_with_nvlabs_settings():
+    # Values from NVlabs stylegan2-ada-pytorch train.py cfg_specs (written out here, not read from our yaml).
+    expected = {
+        "paper256": dict(batch=64, batch_gpu=8, mbstd=8, cbase=16384, lr=0.0025, gamma=1, ema=20),
+        "paper512": dict(batch=64, batch_gpu=8, mbstd=8, cbase=32768, lr=0.0025, gamma=0.5, ema=20),
+        "paper1024": dict(batch=32, batch_gpu=4, mbstd=4, cbase=32768, lr=0.002, gamma=2, ema=10),
+        "stylegan2": dict(batch=32, batch_gpu=4, mbstd=4, cbase=32768, lr=0.002, gamma=10, ema=10),
+    }
+    for name, e in expected.items():
+        cfg = compose([f"experiment={name}", "dataset.path=/nowhere"])
+        t, m = cfg.train, cfg.model
+        got = dict(batch=t.batch, batch_gpu=t.batch_gpu, mbstd=m.mbstd_group_size, cbase=m.channel_base,
+                   lr=t.G_lr, gamma=t.gamma, ema=t.ema_kimg)
+        assert got == e, name
+        assert t.D_lr == t.G_lr and m.map_layers == 8 and t.ema_rampup is None and t.kimg == 25000
+        assert m.channel_max == 512 and m.z_dim == 512 and m.w_dim == 512
+    small = compose(["model=stylegan2_small", "dataset.path=/nowhere"])
+    assert small.model.resolution == 64 and small.model.channel_max <= 128
+    for trainer in ("cpu", "gpu", "ddp", "auto"):
+        assert compose([f"trainer={trainer}", "dataset.path=x"]).trainer.strategy in ("auto", "ddp")
+    for logger in ("wandb", "csv", "none"):
+        assert compose([f"logger={logger}", "dataset.path=x"]).logger.name == logger
+
+
+def test_typo_fails_at_compose_naming_the_key():
+    with pytest.raises(ConfigCompositionException) as err:
+        compose(["train.gama=1", "dataset.path=x"])
+    assert "train.gama" in str(err.value)
+    with pytest.raises(ConfigCompositionException) as err:
+        compose(["model.chanel_base=1", "dataset.path=x"])
+    assert "model.chanel_base" in str(err.value)
+    with pytest.raises(Exception) as err:  # wrong type
+        compose(["train.kimg=abc", "dataset.path=x"])
+    assert "kimg" in str(err.value)
+
+
+def test_missing_dataset_path_fails_naming_it():
+    cfg = compose([])
+    assert OmegaConf.is_missing(cfg.dataset, "path")
+    with pytest.raises(ConfigError, match="dataset.path"):
+        validate_config(cfg)
+
+
+def test_resolution_mismatch_fails(shards16):
+    with pytest.raises(ConfigError, match=r"model.resolution=64.*16x16"):
+        validate_config(compose(["model=stylegan2_small", f"dataset.path={shards16}"]))
+    card = validate_config(compose(["model=stylegan2_small", "model.resolution=16", f"dataset.path={shards16}",
+                                    "model.mbstd_group_size=4", "train.batch=8"]))
+    assert card["resolution"] == 16
+
+
+def test_batch_checks(shards16):
+    base = ["model=stylegan2_small", "model.resolution=null", f"dataset.path={shards16}"]
+    with pytest.raises(ConfigError, match="train.batch=6"):
+        validate_config(compose(base + ["train.batch=6", "trainer.devices=4", "trainer.accelerator=cpu"]))
+    with pytest.raises(ConfigError, match="batch_gpu"):
+        validate_config(compose(base + ["train.batch=8", "train.batch_gpu=3"]))
+    with pytest.raises(ConfigError, match="hold 8 images"):
+        validate_config(compose(base + ["train.batch=16"]))
+    with pytest.raises(ConfigError, match="does not exist"):
+        validate_config(compose(["dataset.path=/no/such/dir/anywhere"]))
+
+
+def test_run_dir_default_and_hydra_settings():
+    cfg = compose(["model=stylegan2_small", "dataset.path=/data/emoji/"])
+    assert cfg.run.dir == "runs/stylegan2_small-emoji"
+    assert compose(["dataset.path=x", "dataset.name=faces"]).run.dir == "runs/stylegan2-faces"
+
+
+def _cli(args: list[str], cwd: str) -> tuple[int, str, float]:
+    t0 = time.time()
+    p = subprocess.run([sys.executable, "-m", "sgtrain.cli.train", *args], cwd=cwd, capture_output=True, text=True,
+                       timeout=120, env=dict(os.environ, HYDRA_FULL_ERROR="0"))
+    return p.returncode, p.stdout + p.stderr, time.time() - t0
+
+
+def test_cli_bad_configs_fail_fast(shards16, tmp_path):
+    rc, out, sec = _cli(["train.gama=1", f"dataset.path={shards16}"], str(tmp_path))
+    assert rc != 0 and "train.gama" in out and sec < 10, out
+    rc, out, sec = _cli([], str(tmp_path))
+    assert rc == 2 and "dataset.path is required" in out and sec < 10, out
+    rc, out, sec = _cli(["model=stylegan2_small", f"dataset.path={shards16}"], str(tmp_path))
+    assert rc == 2 and "model.resolution=64" in out and sec < 10, out
+    assert not os.path.exists(tmp_path / "runs"), "nothing may be written for a bad config"
