@@ -1,6 +1,6 @@
 """rosinality/stylegan2-pytorch checkpoints load into sgtrain and reproduce rosinality's own outputs.
 
-Fixture tests/fixtures/io/rosinality_16.npz was written by _ref/h5/make_rosinality_fixture.py (git-excluded, not shipped) with
+Fixture tests/fixtures/io/rosinality_16.npz was written by _ref/h5/make_rosinality_fixture.py (git-excluded) with
 rosinality's model.py (commit in the npz 'source'; its CUDA op module replaced by a CPU stub so that its own CPU
 branches run). rosinality's channel table is 512 wide up to 32x32, so even a 16x16 network has ~12M (G) / 17M (D)
 parameters: instead of storing them, the npz holds the keys and shapes of rosinality's state_dicts and the test
