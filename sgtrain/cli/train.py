@@ -21,7 +21,7 @@ register_configs()
 register_resolvers()  # ${sgtrain_job_dirname:...} in conf/hydra/default.yaml
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path="pkg://sgtrain.conf", config_name="train")
 def _app(cfg: DictConfig) -> None:
     from sgtrain.training.run import main_entry
 

@@ -16,6 +16,7 @@ from sgtrain.io.nvlabs import convert_nvlabs_snapshot, jsonable, load_state_dict
 from sgtrain.io.portable import build_module, load_portable, modules_from_header, portable_paths
 from sgtrain.io.rosinality import is_rosinality_checkpoint, rosinality_discriminator, rosinality_generator
 from sgtrain.io.safe_pickle import safe_load_pickle
+from sgtrain.io.tensorflow import convert_tf_snapshot, is_tf_snapshot
 
 __all__ = ["find_run_network", "load_network"]
 
@@ -32,8 +33,10 @@ def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") ->
           newest ``network-snapshot-<kimg>.pkl``), else ``checkpoints/last.ckpt``;
         - a portable network file: ``<stem>.safetensors``, ``<stem>.json`` or ``<stem>``;
         - a Lightning ``.ckpt`` of sgtrain's training module (read with ``torch.load(weights_only=True)``);
-        - an NVlabs network pickle (stylegan2-ada-pytorch, stylegan3; StyleGAN2 networks), read by the
-          allow-list unpickler without running the code embedded in it;
+        - an NVlabs network pickle (stylegan2-ada-pytorch, stylegan3), read by the allow-list unpickler without
+          running the code embedded in it;
+        - an NVlabs TensorFlow pickle (ProGAN, StyleGAN, StyleGAN2-TF: ``(G, D, Gs)``), read the same way, without
+          TensorFlow (:mod:`sgtrain.io.tensorflow`);
         - a rosinality stylegan2-pytorch checkpoint (``.pt``: ``g_ema`` and optionally ``g``, ``d``,
           ``latent_avg``, ``ada_aug_p``; read with ``torch.load(weights_only=True)``).
 
@@ -101,7 +104,10 @@ def _load_file(p: Path) -> dict[str, Any]:
         head = f.read(len(_TORCH_LEGACY_MAGIC))
     if head.startswith(b"PK\x03\x04") or head == _TORCH_LEGACY_MAGIC:
         return _load_torch_file(p)
-    return convert_nvlabs_snapshot(safe_load_pickle(p), p)
+    obj = safe_load_pickle(p)
+    if is_tf_snapshot(obj):
+        return convert_tf_snapshot(obj, p)
+    return convert_nvlabs_snapshot(obj, p)
 
 
 def _torch_load(p: Path) -> Any:

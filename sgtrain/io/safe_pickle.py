@@ -35,6 +35,7 @@ from sgtrain.io.errors import UnsafePickleError
 
 __all__ = [
     "ForeignModuleRecord",
+    "TFNetworkRecord",
     "PersistentRecord",
     "SafeUnpickler",
     "collect_state_dict",
@@ -97,6 +98,63 @@ class ForeignModuleRecord:
         return f"ForeignModuleRecord({self.qualified_name!r})"
 
 
+class TFNetworkRecord:
+    """A TensorFlow network that NVlabs' ``dnnlib.tflib.Network`` (or ProGAN's ``tfutil.Network``) pickled, as data.
+
+    Their ``__setstate__`` ``exec``s the embedded build source and rebuilds a TF graph; here the state is only
+    stored: nothing is compiled, executed or imported, and TensorFlow is not needed.
+
+    Attributes:
+        version: state version (2: progressive_growing_of_gans' ``tfutil.Network`` and early dnnlib; 3: NVlabs
+            stylegan; 4: NVlabs stylegan2).
+        name: the network's scope name (``'G'``, ``'D'``, ``'Gs'``, ``'G_mapping'``, ``'G_synthesis'``).
+        static_kwargs: the build function's keyword arguments (a plain dict).
+        components: sub-networks (``{'mapping': TFNetworkRecord, 'synthesis': TFNetworkRecord}``), may be empty.
+        build_func_name: the build function (``'training.networks_stylegan.G_style'``, ``'networks.G_paper'``...).
+        build_module_src: the embedded source text (kept for messages only; never executed).
+        variables: ``{variable name relative to the network scope: numpy array}`` (``'4x4/Conv/weight'``...).
+    """
+
+    qualified_name = "dnnlib.tflib.network.Network"
+
+    def __init__(self) -> None:
+        self.version: int | None = None
+        self.name = ""
+        self.static_kwargs: dict = {}
+        self.components: dict = {}
+        self.build_func_name = ""
+        self.build_module_src = ""
+        self.variables: dict[str, np.ndarray] = {}
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, dict):
+            raise pickle.UnpicklingError(f"TensorFlow network state is a {type(state).__name__}, expected a dict")
+        self.version = state.get("version")
+        self.name = str(state.get("name", ""))
+        self.static_kwargs = dict(state.get("static_kwargs") or {})
+        self.components = dict(state.get("components") or {})
+        self.build_func_name = str(state.get("build_func_name", ""))
+        src = state.get("build_module_src")
+        self.build_module_src = src if isinstance(src, str) else ""
+        self.variables = {str(k): np.asarray(v) for k, v in (state.get("variables") or [])}
+
+    @property
+    def func(self) -> str:
+        """The build function's short name (``'G_style'``, ``'G_paper'``, ``'D_basic'``...)."""
+        return self.build_func_name.rsplit(".", 1)[-1]
+
+    def all_variables(self) -> dict[str, np.ndarray]:
+        """Own variables and those of every component, the latter prefixed ``'<component name>/'``."""
+        out = dict(self.variables)
+        for comp in self.components.values():
+            if isinstance(comp, TFNetworkRecord):
+                out.update({f"{comp.name}/{k}": v for k, v in comp.all_variables().items()})
+        return out
+
+    def __repr__(self) -> str:
+        return f"TFNetworkRecord({self.name!r}, {self.build_func_name!r}, version={self.version})"
+
+
 class _EasyDict(dict):
     """Stand-in for ``dnnlib.util.EasyDict`` (a dict with attribute access): restored as a plain dict."""
 
@@ -152,7 +210,8 @@ def _rebuild_from_type_v2(func, new_type, args, state):
 
 def _reconstructor(cls, base, state):
     """``copyreg._reconstructor`` limited to the stand-in classes of :meth:`SafeUnpickler.find_class`."""
-    if not (isinstance(cls, type) and issubclass(cls, (ForeignModuleRecord, _EasyDict)) and base is object):
+    if not (isinstance(cls, type) and issubclass(cls, (ForeignModuleRecord, TFNetworkRecord, _EasyDict))
+            and base is object):
         raise pickle.UnpicklingError(f"copyreg._reconstructor({cls!r}, {base!r}) is not allowed")
     return cls()
 
@@ -192,6 +251,9 @@ def _build_allow_list() -> dict[str, Any]:
         "torch_utils.persistence._reconstruct_persistent_obj": _reconstruct_persistent_obj,
         "dnnlib.util.EasyDict": _EasyDict,
         "dnnlib.EasyDict": _EasyDict,
+        # TensorFlow networks: NVlabs stylegan / stylegan2 (dnnlib.tflib) and progressive_growing_of_gans (tfutil)
+        "dnnlib.tflib.network.Network": TFNetworkRecord,
+        "tfutil.Network": TFNetworkRecord,
     }
     for name in dir(torch):
         if isinstance(getattr(torch, name, None), torch.dtype):

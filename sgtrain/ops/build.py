@@ -36,6 +36,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+import importlib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -56,7 +57,7 @@ __all__ = [
     "source_hash",
 ]
 
-CSRC_DIR = Path(__file__).resolve().parent / "csrc"
+CSRC_DIR = Path(next(iter(importlib.import_module("sgtrain.ops.csrc").__path__)))  # the repo's ops/ (setup.py)
 HEADERS = ("sgt_common.h", "bias_act.h", "upfirdn2d.h", "ops_host.h")
 CUDA_SOURCES = ("ops.cpp", "kernels.cu")
 EMULATION_SOURCES = ("cpu_emulation.cpp",)

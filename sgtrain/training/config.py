@@ -16,6 +16,7 @@ the Image Quality of StyleGAN", section 2-4).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -176,7 +177,7 @@ def register_configs() -> None:
 
 register_configs()
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+CONFIG_DIR = next(iter(importlib.import_module("sgtrain.conf").__path__))  # the repo's conf/ (setup.py)
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "train") -> DictConfig:

@@ -1,0 +1,109 @@
+"""NVlabs TensorFlow network pickles (ProGAN, StyleGAN, StyleGAN2-TF) rebuilt as sgtrain modules, without TensorFlow.
+
+An official TF pickle (``karras2018iclr-*.pkl``, ``karras2019stylegan-*.pkl``, ``stylegan2-*-config-f.pkl``, or a
+``network-snapshot-*.pkl`` of NVlabs' TF training loops) holds the tuple ``(G, D, Gs)`` of
+:class:`~sgtrain.io.safe_pickle.TFNetworkRecord`: each one's build function name, its keyword arguments and its
+variables as numpy arrays. The embedded build source is never executed. The build function names the family; the
+family's converter (``sgtrain.io.tf_<family>``) maps keywords and variables onto sgtrain's module with the same
+architecture (including the ``lod`` variable, which becomes a buffer of the same name).
+
+A converter is a function ``convert(record, what) -> torch.nn.Module`` (module in eval mode, float32, CPU) raising
+:class:`~sgtrain.io.errors.UnsupportedNetworkError` with the reason when a keyword or variable has no counterpart.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+import torch
+
+from sgtrain.io.errors import NetworkFileError, UnsupportedNetworkError
+from sgtrain.io.safe_pickle import TFNetworkRecord
+
+__all__ = ["TF_BUILD_FUNCS", "convert_tf_network", "convert_tf_snapshot", "is_tf_snapshot"]
+
+# Build function short name -> (module under sgtrain.io that converts it, family name for messages).
+TF_BUILD_FUNCS: dict[str, tuple[str, str]] = {
+    "G_paper": ("tf_progan", "ProGAN"),  # progressive_growing_of_gans networks.py / stylegan networks_progan.py
+    "D_paper": ("tf_progan", "ProGAN"),
+    "G_style": ("tf_stylegan", "StyleGAN"),  # stylegan networks_stylegan.py
+    "D_basic": ("tf_stylegan", "StyleGAN"),
+    "G_main": ("tf_stylegan2", "StyleGAN2-TF"),  # stylegan2 networks_stylegan2.py
+    "D_stylegan2": ("tf_stylegan2", "StyleGAN2-TF"),
+    "D_stylegan": ("tf_stylegan2", "StyleGAN2-TF"),
+}
+
+
+def is_tf_snapshot(obj: Any) -> bool:
+    """True for what an NVlabs TF pickle unpickles to: a TFNetworkRecord or a tuple/list holding them."""
+    if isinstance(obj, TFNetworkRecord):
+        return True
+    return isinstance(obj, (tuple, list)) and any(isinstance(x, TFNetworkRecord) for x in obj)
+
+
+def convert_tf_network(record: TFNetworkRecord, what: str = "network") -> torch.nn.Module:
+    """Build the sgtrain module for one TF network record and load its variables.
+
+    Args:
+        record: a :class:`TFNetworkRecord` from the allow-list unpickler.
+        what: name for error messages (``'G_ema'``, ``'D'``...).
+
+    Returns:
+        the sgtrain module (eval mode, float32, CPU).
+
+    Raises:
+        UnsupportedNetworkError: a build function sgtrain has no converter for (the message names it), or keywords /
+            variables the converter cannot map.
+    """
+    entry = TF_BUILD_FUNCS.get(record.func)
+    if entry is None:
+        known = ", ".join(sorted(TF_BUILD_FUNCS))
+        raise UnsupportedNetworkError(
+            f"{what}: TensorFlow network built by {record.build_func_name!r}, which sgtrain cannot rebuild "
+            f"(known build functions: {known})"
+        )
+    module_name, family = entry
+    try:
+        conv = importlib.import_module(f"sgtrain.io.{module_name}")
+    except ImportError as e:
+        raise UnsupportedNetworkError(
+            f"{what}: an NVlabs {family} TensorFlow network ({record.build_func_name}), which this sgtrain version "
+            f"cannot open yet (sgtrain.io.{module_name} is missing)"
+        ) from e
+    return conv.convert(record, what).eval()
+
+
+def convert_tf_snapshot(obj: Any, path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Turn the unpickled content of an NVlabs TF pickle into :func:`sgtrain.io.load_network`'s result.
+
+    Args:
+        obj: ``(G, D, Gs)`` (official files and TF training snapshots), or a single network record (taken as the
+            generator ``G_ema``).
+        path: the file, for ``training_info``.
+
+    Returns:
+        dict with ``G_ema`` (from ``Gs``), ``G`` and ``D`` where present, and ``training_info`` (source, file, the
+        TF build functions, lod of each network).
+
+    Raises:
+        NetworkFileError: the pickle holds no TF generator.
+        UnsupportedNetworkError: see :func:`convert_tf_network`.
+    """
+    if isinstance(obj, TFNetworkRecord):
+        obj = (None, None, obj)
+    items = list(obj)
+    if len(items) != 3 or not isinstance(items[2], TFNetworkRecord):
+        raise NetworkFileError(f"{path or 'pickle'}: expected NVlabs' (G, D, Gs) tuple of TensorFlow networks, found "
+                               f"{[type(x).__name__ for x in items]}")
+    out: dict[str, Any] = {}
+    info: dict[str, Any] = {"source": "nvlabs-tf-pickle", "build_funcs": {}}
+    for key, rec in zip(("G", "D", "G_ema"), items):
+        if isinstance(rec, TFNetworkRecord):
+            out[key] = convert_tf_network(rec, key)
+            info["build_funcs"][key] = rec.build_func_name
+    if path is not None:
+        info["file"] = os.fspath(path)
+    out["training_info"] = info
+    return out
