@@ -31,6 +31,7 @@ from torch import nn
 
 __all__ = [
     "PHASES",
+    "GANLoss",
     "PathLengthRegularizer",
     "StyleGAN2Loss",
     "blur_images",
@@ -306,7 +307,57 @@ def lazy_regularization(lr: float, betas: tuple[float, float], interval: int | N
 # The training loss.
 
 
-class StyleGAN2Loss(nn.Module):
+class GANLoss(nn.Module):
+    """Base class of every family's training loss: the contract between a family and the training module.
+
+    A loss runs one phase (:data:`PHASES`) of one minibatch chunk per :meth:`accumulate_gradients` call and
+    backpropagates into whichever parameters require grad (the training module turns on the phase's network only).
+    ``G``, ``D`` and ``augment_pipe`` are referenced, not registered: they are not in the loss's ``parameters()`` or
+    ``state_dict()``. Buffers a loss registers (e.g. StyleGAN2's ``pl_mean``) are training state: the training module
+    checkpoints them, per rank, and restores them on resume.
+
+    Attributes:
+        phase_order: which network's phases run first in an iteration: ``("G", "D")`` (NVlabs' PyTorch loops) or
+            ``("D", "G")`` (NVlabs' TensorFlow loops: ProGAN, StyleGAN).
+
+    Args:
+        G: the generator being trained.
+        D: the discriminator being trained.
+        augment_pipe: callable applied to every image D sees (ADA: ``sgtrain.augment.AugmentPipe``), or None.
+    """
+
+    phase_order: tuple[str, str] = ("G", "D")
+
+    def __init__(self, G: nn.Module, D: nn.Module,
+                 augment_pipe: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        super().__init__()
+        self.G = G
+        self.D = D
+        self.augment_pipe = augment_pipe
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("G", "D", "augment_pipe"):  # keep them referenced, never registered as submodules
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def augment(self, img: torch.Tensor) -> torch.Tensor:
+        """Images [N, C, H, W] through the augment pipe (identity without one)."""
+        return img if self.augment_pipe is None else self.augment_pipe(img)
+
+    def accumulate_gradients(self, phase: str, real_img: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
+                             gen_c: torch.Tensor, gain: float, cur_nimg: int,
+                             backward: Callable[[torch.Tensor], Any] | None = None) -> dict[str, torch.Tensor]:
+        """Run ``phase`` on one chunk and accumulate gradients; see :meth:`StyleGAN2Loss.accumulate_gradients`.
+
+        Returns detached 0-dim batch means keyed like NVlabs' training stats; every family reports at least
+        ``'Loss/G/loss'``, ``'Loss/D/loss'``, ``'Loss/scores/real'`` and ``'Loss/signs/real'`` (the ADA
+        heuristic r_t reads the last one).
+        """
+        raise NotImplementedError
+
+
+class StyleGAN2Loss(GANLoss):
     """StyleGAN2 objective: one call runs one phase of one minibatch and accumulates its gradients.
 
     Behaviour, random-number order and per-phase terms follow NVlabs' ``StyleGAN2Loss.accumulate_gradients``:
@@ -345,13 +396,9 @@ class StyleGAN2Loss(nn.Module):
                  r1_gamma: float = 10, style_mixing_prob: float = 0.9, pl_weight: float = 2, pl_batch_shrink: int = 2,
                  pl_decay: float = 0.01, pl_no_weight_grad: bool = False, blur_init_sigma: float = 0,
                  blur_fade_kimg: float = 0) -> None:
-        super().__init__()
+        super().__init__(G, D, augment_pipe)
         if pl_batch_shrink < 1:
             raise ValueError(f"StyleGAN2Loss: pl_batch_shrink must be >= 1, got {pl_batch_shrink}")
-        # Referenced, not registered (see __setattr__): the training module owns G, D and the augment pipe.
-        self.G = G
-        self.D = D
-        self.augment_pipe = augment_pipe
         self.r1_gamma = float(r1_gamma)
         self.style_mixing_prob = float(style_mixing_prob)
         self.pl_weight = float(pl_weight)
@@ -359,12 +406,6 @@ class StyleGAN2Loss(nn.Module):
         self.blur_init_sigma = float(blur_init_sigma)
         self.blur_fade_kimg = float(blur_fade_kimg)
         self.pl = PathLengthRegularizer(pl_decay=pl_decay, pl_no_weight_grad=pl_no_weight_grad)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("G", "D", "augment_pipe"):  # keep them referenced, never registered as submodules
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     @property
     def pl_mean(self) -> torch.Tensor:
@@ -384,9 +425,7 @@ class StyleGAN2Loss(nn.Module):
         if math.floor(blur_sigma * 3) > 0:
             with torch.autograd.profiler.record_function("blur"):
                 img = blur_images(img, blur_sigma)
-        if self.augment_pipe is not None:
-            img = self.augment_pipe(img)
-        return self.D(img, c, update_emas=update_emas)
+        return self.D(self.augment(img), c, update_emas=update_emas)
 
     def blur_sigma(self, cur_nimg: int) -> float:
         """Blur sigma of D's inputs after ``cur_nimg`` real images: fades linearly from blur_init_sigma to 0."""
