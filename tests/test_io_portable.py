@@ -141,10 +141,14 @@ def test_lightning_checkpoint_opens(tmp_path: Path, nets: dict) -> None:
 
 
 def test_training_module_checkpoint_layout(tmp_path: Path) -> None:
-    """The real GANModule's state_dict and hyper-parameters, as Lightning stores them, open."""
+    """The real GANModule's checkpoint (state_dict, hyper-parameters, its 'sgtrain' entry) opens."""
     module_mod = pytest.importorskip("sgtrain.training.module")
-    m = module_mod.GANModule(G_kwargs=dict(G_KW), D_kwargs=dict(D_KW), batch=4)
+    from sgtrain.losses import StyleGAN2Loss
+
+    m = module_mod.GANModule(G=Generator(**G_KW), D=Discriminator(**D_KW), loss=StyleGAN2Loss, batch=4)
     ckpt = {"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams)}
+    m.on_save_checkpoint(ckpt)
+    assert ckpt["sgtrain"]["networks"]["G"]["class"] == "sgtrain.models.stylegan2.Generator"
     torch.save(ckpt, tmp_path / "x.ckpt")
     loaded = load_network(tmp_path / "x.ckpt")
     ours = {"G_ema": m.G_ema.eval(), "G": m.G.eval(), "D": m.D.eval()}

@@ -43,7 +43,7 @@ def test_presets_compose_with_nvlabs_settings():
         cfg = compose([f"experiment={name}", "dataset.path=/nowhere"])
         t, m = cfg.train, cfg.model
         got = dict(batch=t.batch, batch_gpu=t.batch_gpu, mbstd=m.mbstd_group_size, cbase=m.channel_base,
-                   lr=t.G_lr, gamma=t.gamma, ema=t.ema_kimg)
+                   lr=t.G_lr, gamma=cfg.loss.r1_gamma, ema=t.ema_kimg)
         assert got == e, name
         assert t.D_lr == t.G_lr and m.map_layers == 8 and t.ema_rampup is None and t.kimg == 25000
         assert m.channel_max == 512 and m.z_dim == 512 and m.w_dim == 512
@@ -65,6 +65,29 @@ def test_typo_fails_at_compose_naming_the_key():
     with pytest.raises(Exception) as err:  # wrong type
         compose(["train.kimg=abc", "dataset.path=x"])
     assert "kimg" in str(err.value)
+
+
+@pytest.mark.parametrize("override, key, hint", [
+    ("+train.kimgg=1", "train.kimgg", "train.kimg"),
+    ("++train.kimgg=1", "train.kimgg", "train.kimg"),
+    ("+model.G.channel_bse=1", "model.G.channel_bse", "model.G.channel_base"),
+    ("+loss.r1_gama=1", "loss.r1_gama", "loss.r1_gamma"),
+    ("+model.chanel_base=1", "model.chanel_base", "model.channel_base"),
+    ("+trainer.devcies=2", "trainer.devcies", "trainer.devices"),
+    ("+epochs=3", "epochs", None),
+])
+def test_added_keys_are_refused_with_the_nearest_key(shards16, override, key, hint):
+    """A '+' addition (Hydra's own suggestion after a typo) must not be accepted silently."""
+    from sgtrain.training.run import build_networks
+
+    cfg = compose(["model=stylegan2_small", "model.resolution=16", "train.batch=8", f"dataset.path={shards16}",
+                   override])
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+        build_networks(cfg)  # keywords a class passes on to inner modules are checked when it is built
+    assert f"unknown key {key}" in str(err.value)
+    if hint:
+        assert f"did you mean {hint}?" in str(err.value)
 
 
 def test_missing_dataset_path_fails_naming_it():

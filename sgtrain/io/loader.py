@@ -143,7 +143,7 @@ def _convert_lightning(obj: dict[str, Any], p: Path) -> dict[str, Any]:
         if not isinstance(hp.get("G_kwargs"), dict):
             raise NetworkFileError(f"{p}: checkpoint has no G_kwargs in hyper_parameters and no sgtrain.networks "
                                    "entry, so the networks cannot be rebuilt")
-        arch = str(hp.get("arch", "stylegan2"))
+        arch = str(hp.get("arch", "stylegan2"))  # checkpoints of sgtrain <= 0.1 (StyleGAN2 only)
         header = {"networks": {
             "G_ema": {"class": f"sgtrain.models.{arch}.Generator", "init_kwargs": hp["G_kwargs"]},
             "G": {"class": f"sgtrain.models.{arch}.Generator", "init_kwargs": hp["G_kwargs"]},

@@ -137,8 +137,9 @@ class MetricsJSONL(Callback):
     """One JSON line per tick in ``RUN_DIR/metrics.jsonl``, the same values to the Lightning logger, a status line.
 
     Fields: tick, kimg, nimg, time_s (since this start), sec_per_tick, sec_per_kimg, img_per_s, every loss term
-    reported by StyleGAN2Loss (``Loss/G/loss``, ``Loss/D/reg``, ...), pl_mean, memory (``peak_mem_gb`` = CUDA max
-    allocated, or peak RSS on CPU), timestamp. On resume, lines past the checkpoint's kimg (written after the last
+    reported by the family's loss (``Loss/G/loss``, ``Loss/D/reg``, ...), the loss's scalar state (``pl_mean``),
+    with a progressive schedule lod, minibatch, G_lrate and D_lrate, memory (``peak_mem_gb`` = CUDA max allocated,
+    or peak RSS on CPU), timestamp. On resume, lines past the checkpoint's kimg (written after the last
     checkpoint by a killed run) are dropped, so kimg stays continuous.
     """
 
@@ -177,7 +178,7 @@ class MetricsJSONL(Callback):
             "sec_per_kimg": round(ev.sec / max(nimg, 1) * 1000, 3),
             "img_per_s": round(nimg / max(ev.sec, 1e-9), 3),
             **{k: round(v, 6) for k, v in ev.stats.items()},
-            "pl_mean": float(pl_module.loss.pl_mean),
+            **pl_module.loss_scalars(),
             **{k: round(v, 4) for k, v in mem.items()},
             "timestamp": time.time(),
         }
@@ -191,7 +192,8 @@ class MetricsJSONL(Callback):
             trainer.logger.log_metrics(numeric, step=ev.cur_nimg)
         g = ev.stats.get("Loss/G/loss", float("nan"))
         d = ev.stats.get("Loss/D/loss", float("nan"))
-        _echo(trainer, f"tick {ev.tick:<5d} kimg {ev.kimg:<8.1f} sec/tick {ev.sec:<7.1f} "
+        lod = f"lod {ev.stats['lod']:<5.2f} " if "lod" in ev.stats else ""
+        _echo(trainer, f"tick {ev.tick:<5d} kimg {ev.kimg:<8.1f} {lod}sec/tick {ev.sec:<7.1f} "
                        f"sec/kimg {rec['sec_per_kimg']:<7.2f} img/s {rec['img_per_s']:<7.1f} G {g:<6.3f} D {d:<6.3f} "
                        f"mem {mem['peak_mem_gb']:.2f}GB")
 

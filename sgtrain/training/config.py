@@ -16,9 +16,14 @@ the Image Quality of StyleGAN", section 2-4).
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import functools
 import importlib
+import inspect
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,31 +32,6 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 class ConfigError(ValueError):
     """A training configuration that cannot run; the message names the key and the fix."""
-
-
-@dataclass
-class ModelConfig:
-    """Network architecture (StyleGAN2 Generator and Discriminator constructor keywords).
-
-    ``resolution`` None takes the resolution from the shards; an integer must match them.
-    """
-
-    name: str = "stylegan2"  # Preset name, used in the default run directory name.
-    arch: str = "stylegan2"  # Network family (sgtrain.models.<arch>).
-    resolution: int | None = None  # Output resolution in pixels; None = the dataset's.
-    z_dim: int = 512  # Input latent (Z) dimensionality.
-    w_dim: int = 512  # Intermediate latent (W) dimensionality.
-    map_layers: int = 8  # Mapping network depth (NVlabs mapping_kwargs.num_layers).
-    channel_base: int = 32768  # Overall multiplier for the number of channels (fmaps * 32768).
-    channel_max: int = 512  # Maximum number of channels in any layer.
-    num_fp16_res: int = 4  # Use FP16 in the N highest-resolution blocks (CUDA only; CPU always runs FP32).
-    conv_clamp: float | None = 256  # Clamp conv outputs to +-X; None = no clamping.
-    mbstd_group_size: int = 4  # Minibatch-stddev group size of the discriminator epilogue.
-    mbstd_num_channels: int = 1  # Minibatch-stddev feature channels.
-    G_architecture: str = "skip"  # Synthesis network architecture: 'orig', 'skip', 'resnet'.
-    D_architecture: str = "resnet"  # Discriminator architecture: 'orig', 'skip', 'resnet'.
-    G_kwargs: dict[str, Any] = field(default_factory=dict)  # Extra Generator keywords (NVlabs names).
-    D_kwargs: dict[str, Any] = field(default_factory=dict)  # Extra Discriminator keywords (NVlabs names).
 
 
 @dataclass
@@ -71,22 +51,16 @@ class TrainConfig:
     """Optimisation schedule; lengths are in kimg (thousands of real images shown to D, summed over ranks)."""
 
     kimg: float = 25000  # Total training length in kimg.
-    batch: int = 32  # Global batch size (all ranks together).
+    batch: int = 32  # Global batch size (all ranks together); with a progressive schedule, the base minibatch.
     batch_gpu: int | None = None  # Images per forward/backward on one device; None or larger = batch / world size.
-    gamma: float = 10.0  # R1 regularization weight.
-    G_lr: float = 0.002  # Generator learning rate.
-    D_lr: float = 0.002  # Discriminator learning rate.
+    G_lr: float = 0.002  # Generator learning rate (with a progressive schedule, the base rate).
+    D_lr: float = 0.002  # Discriminator learning rate (with a progressive schedule, the base rate).
     betas: list[float] = field(default_factory=lambda: [0.0, 0.99])  # Adam betas (before lazy-reg adjustment).
     eps: float = 1e-8  # Adam epsilon.
     ema_kimg: float = 10.0  # Half-life of the G_ema weight average, in kimg.
     ema_rampup: float | None = None  # EMA ramp-up coefficient; None = no ramp-up.
-    G_reg_interval: int | None = 4  # Path-length regularization every N minibatches; None = no lazy reg.
-    D_reg_interval: int | None = 16  # R1 regularization every N minibatches; None = no lazy reg.
-    style_mixing_prob: float = 0.9  # Style-mixing regularization probability.
-    pl_weight: float = 2.0  # Path-length regularization weight; 0 = off.
-    pl_batch_shrink: int = 2  # Batch shrink factor for the path-length regularizer.
-    pl_decay: float = 0.01  # Decay of the path-length running mean.
-    pl_no_weight_grad: bool = True  # Skip conv-weight gradients in the path-length pass (NVlabs speed-up).
+    G_reg_interval: int | None = 4  # G's regularization phase (Greg) every N iterations; None = in Gmain (Gboth).
+    D_reg_interval: int | None = 16  # D's regularization phase (Dreg) every N iterations; None = in Dmain (Dboth).
     tick_kimg: float = 4.0  # Progress tick: metrics.jsonl line and last.ckpt, every N kimg.
     snap_kimg: float = 200.0  # Sample grid, network snapshot and kept checkpoint every N kimg.
     keep_ckpts: int = 5  # Number of kimg-stamped checkpoints kept (newest); last.ckpt is always kept.
@@ -134,9 +108,17 @@ class LoggerConfig:
 
 @dataclass
 class TrainSchema:
-    """Root of the ``sgtrain-train`` config (see docs/training.md for every key)."""
+    """Root of the ``sgtrain-train`` config (see docs/training.md for every key).
 
-    model: ModelConfig = field(default_factory=ModelConfig)
+    ``model``, ``loss`` and ``schedule`` belong to the family (``conf/model/<family>.yaml``): ``model.G`` and
+    ``model.D`` (and ``loss``, ``schedule``) are Hydra ``_target_`` nodes whose keys are the constructor keywords of
+    the classes they name; :func:`check_keys` refuses keys those classes do not take. The other groups are typed
+    by the dataclasses here.
+    """
+
+    model: Any = field(default_factory=dict)  # name, resolution, G, D (+ the family's shared knobs)
+    loss: Any = field(default_factory=dict)  # the family's GANLoss (_target_ + keywords)
+    schedule: Any = None  # progressive growing (_target_: ProgressiveSchedule + keywords); null = none
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
@@ -164,6 +146,39 @@ def _dataset_name(*, _root_: DictConfig) -> str:
     return _basename(ds.path)
 
 
+@functools.lru_cache(maxsize=16)
+def _card_of(path: str) -> dict[str, Any]:
+    from sgtrain.data.stream import resolve_shards
+
+    try:
+        _, card = resolve_shards(path)
+    except (FileNotFoundError, OSError, ValueError) as err:
+        raise ConfigError(f"dataset.path={path!r}: {err}; pack images first with `sgtrain-data pack SRC OUT` and "
+                          "pass dataset.path=OUT") from err
+    if card is None:
+        raise ConfigError(f"dataset.path={path!r} has no dataset.json next to its shards, so the networks cannot be "
+                          "sized from it: put the dataset.json written by `sgtrain-data pack` beside the shards")
+    return card.to_dict()
+
+
+def _data(key: str, *, _root_: DictConfig) -> int:
+    """``sgtrain.data`` resolver: ``resolution`` (model.resolution, else the data's), ``channels`` and ``c_dim`` (0
+    with dataset.cond=false) of the training data, for the family configs' network keywords."""
+    if key == "resolution" and _root_.model.get("resolution") is not None:
+        return int(_root_.model.resolution)
+    if OmegaConf.is_missing(_root_.dataset, "path"):
+        raise ConfigError(f"${{sgtrain.data:{key}}} needs the data: pass dataset.path=DIR (a directory written by "
+                          "`sgtrain-data pack SRC DIR`)")
+    card = _card_of(str(_root_.dataset.path))
+    if key == "resolution":
+        return int(card["resolution"])
+    if key == "channels":
+        return int(card["channels"])
+    if key == "c_dim":
+        return 0 if _root_.dataset.cond is False else int(card.get("c_dim", 0) or 0)
+    raise ConfigError(f"${{sgtrain.data:{key}}}: unknown key {key!r}; use resolution, channels or c_dim")
+
+
 def register_configs() -> None:
     """Register the schema in Hydra's ConfigStore and the ``sgtrain.*`` resolvers (idempotent)."""
     from hydra.core.config_store import ConfigStore
@@ -172,7 +187,88 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("sgtrain.basename", _basename)
     if not OmegaConf.has_resolver("sgtrain.dataset_name"):
         OmegaConf.register_new_resolver("sgtrain.dataset_name", _dataset_name)
+    if not OmegaConf.has_resolver("sgtrain.data"):
+        OmegaConf.register_new_resolver("sgtrain.data", _data)
     ConfigStore.instance().store(name="train_schema", node=TrainSchema)
+
+
+_HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+_TYPED_GROUPS = {"dataset": DatasetConfig, "train": TrainConfig, "run": RunConfig, "trainer": TrainerConfig,
+                 "logger": LoggerConfig}
+_MODEL_KEYS = ("name", "resolution", "G", "D")
+
+
+def unknown_key_error(key: str, candidates: list[str], why: str) -> ConfigError:
+    """A ConfigError for an unknown ``key`` that names the nearest of ``candidates`` when one is close."""
+    near = difflib.get_close_matches(key, [c for c in candidates if c != key], n=1, cutoff=0.6)
+    hint = f"; did you mean {near[0]}?" if near else ""
+    return ConfigError(f"unknown key {key}: {why}{hint} (a '+' or '++' in front of a key adds it without checking; "
+                       f"sgtrain checks it anyway, so that a typo cannot silently leave a default in place)")
+
+
+def _target_params(target: str) -> set[str] | None:
+    """Keyword names the class or function ``target`` takes; None when it takes any (``**kwargs``)."""
+    from hydra.utils import get_method
+
+    try:
+        obj = get_method(target)
+    except Exception as err:  # an unimportable _target_ names the key
+        raise ConfigError(f"_target_ {target!r} cannot be imported: {err}") from err
+    params = inspect.signature(obj).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+
+
+def _check_target_nodes(node: Any, path: str) -> None:
+    if not isinstance(node, DictConfig):
+        return
+    target = node.get("_target_") if "_target_" in node else None
+    if target is not None:
+        params = _target_params(str(target))
+        if params is not None:
+            for key in node:
+                if key not in params and key not in _HYDRA_KEYS:
+                    raise unknown_key_error(f"{path}.{key}", [f"{path}.{p}" for p in sorted(params)],
+                                   f"{target} takes no keyword {key!r}")
+    for key in node:
+        if OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key):
+            continue
+        _check_target_nodes(node[key], f"{path}.{key}")
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """Refuse keys nothing reads, whatever added them (a typo, ``+key=``, ``++key=``), naming the nearest valid key.
+
+    Checked: the typed groups (dataset, train, run, trainer, logger) against their dataclasses; every ``_target_``
+    node (model.G, model.D, loss, schedule, ...) against the keyword arguments of the class it names; the family's
+    top-level ``model.*`` knobs, which must be used by an interpolation (``${model.<key>}``) somewhere; and the
+    top-level groups themselves.
+
+    Raises:
+        ConfigError: the first unknown key, with a suggestion when one is close.
+    """
+    roots = [f.name for f in dataclasses.fields(TrainSchema)]
+    for key in cfg:
+        if key not in roots and key != "hydra":
+            raise unknown_key_error(str(key), roots, "not a config group of sgtrain-train")
+    for group, schema in _TYPED_GROUPS.items():
+        fields = [f.name for f in dataclasses.fields(schema)]
+        for key in cfg[group]:
+            if key not in fields:
+                raise unknown_key_error(f"{group}.{key}", [f"{group}.{f}" for f in fields],
+                               f"{group} has no such setting (docs/training.md lists them)")
+    for group in ("model", "loss", "schedule"):
+        if cfg.get(group) is not None:
+            _check_target_nodes(cfg[group], group)
+    text = OmegaConf.to_yaml(cfg, resolve=False)
+    net_keys = [f"model.{n}.{k}" for n in ("G", "D") if isinstance(cfg.model.get(n), DictConfig) for k in cfg.model[n]]
+    for key in cfg.model:
+        if key in _MODEL_KEYS or isinstance(cfg.model[key], DictConfig):
+            continue
+        if not re.search(r"\$\{model\." + re.escape(str(key)) + r"\}", text):
+            raise unknown_key_error(f"model.{key}", [f"model.{k}" for k in cfg.model if k != key] + net_keys,
+                           "this family's networks do not use it (nothing refers to ${model." + str(key) + "})")
 
 
 register_configs()
@@ -246,6 +342,35 @@ def world_size_of(cfg: DictConfig) -> int:
     return max(1, int(devices)) * max(1, int(cfg.trainer.num_nodes))
 
 
+def _find_values(node: Any, key: str) -> list[Any]:
+    """Every value stored under ``key`` anywhere in a nested dict/list."""
+    out: list[Any] = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += [v] if k == key else _find_values(v, key)
+    elif isinstance(node, list):
+        for v in node:
+            out += _find_values(v, key)
+    return out
+
+
+def build_schedule(cfg: DictConfig) -> Any:
+    """The progressive schedule of ``cfg.schedule`` (a ProgressiveSchedule), or None for ``schedule: null``."""
+    if cfg.get("schedule") is None:
+        return None
+    from hydra.utils import instantiate
+
+    return instantiate(cfg.schedule)
+
+
+def minibatches_of(cfg: DictConfig, world: int, resolution: int) -> list[int]:
+    """The global minibatches training will use: ``[train.batch]``, or one per resolution of the schedule."""
+    schedule = build_schedule(cfg)
+    if schedule is None:
+        return [int(cfg.train.batch)]
+    return schedule.minibatches(resolution, int(cfg.train.batch), world)
+
+
 def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
     """Check a composed config before anything heavy is built.
 
@@ -262,12 +387,20 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
             "dataset.path is required: pass dataset.path=DIR, a directory written by `sgtrain-data pack SRC DIR` "
             "(or a URL pattern of .tar shards)"
         )
+    check_keys(cfg)
+    card = read_card(cfg.dataset.path)
     try:
         OmegaConf.to_container(cfg, resolve=True)
+    except ConfigError:
+        raise
     except Exception as err:  # interpolation errors name the key
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, ConfigError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise cause from err
         raise ConfigError(f"config does not resolve: {err}") from err
 
-    card = read_card(cfg.dataset.path)
     if card is not None:
         res = card.get("resolution")
         if cfg.model.resolution is not None and res is not None and int(cfg.model.resolution) != int(res):
@@ -292,19 +425,27 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
     if t.tick_kimg <= 0 or t.snap_kimg <= 0:
         raise ConfigError("train.tick_kimg and train.snap_kimg must be positive")
     world = world_size_of(cfg)
-    if t.batch % world != 0:
-        raise ConfigError(f"train.batch={t.batch} must be a multiple of the number of processes ({world})")
-    per_dev = t.batch // world
-    bgpu = min(t.batch_gpu or per_dev, per_dev)
-    if per_dev % bgpu != 0:
-        raise ConfigError(
-            f"train.batch_gpu={t.batch_gpu} must divide the per-device batch train.batch/world = {per_dev}"
-        )
-    mb = cfg.model.mbstd_group_size
-    if mb and bgpu % min(mb, bgpu) != 0:
-        raise ConfigError(f"train.batch_gpu={bgpu} must be a multiple of model.mbstd_group_size={mb}")
-    if t.pl_weight and t.pl_batch_shrink and bgpu // t.pl_batch_shrink < 1:
-        raise ConfigError(f"train.batch_gpu={bgpu} is smaller than train.pl_batch_shrink={t.pl_batch_shrink}")
+    resolution = int(OmegaConf.select(cfg, "model.G.img_resolution", default=None)
+                     or OmegaConf.select(cfg, "model.G.resolution", default=None) or 0)
+    sizes = minibatches_of(cfg, world, resolution) if resolution else [int(t.batch)]
+    what = f"train.batch={t.batch}" if cfg.schedule is None else "train.batch / schedule.minibatch_dict"
+    groups = [int(v) for v in _find_values(OmegaConf.to_container(cfg.model, resolve=True), "mbstd_group_size") if v]
+    shrink = OmegaConf.select(cfg, "loss.pl_batch_shrink", default=None)
+    pl_on = bool(OmegaConf.select(cfg, "loss.pl_weight", default=0))
+    for mb in sizes:
+        if mb < world or mb % world != 0:
+            raise ConfigError(f"{what}: a minibatch of {mb} must be a multiple of the number of processes ({world})")
+        per_dev = mb // world
+        bgpu = min(t.batch_gpu or per_dev, per_dev)
+        if per_dev % bgpu != 0:
+            raise ConfigError(f"train.batch_gpu={t.batch_gpu} must divide the per-device batch {per_dev} "
+                              f"({what} / {world} processes)")
+        for g in groups:
+            if bgpu % min(g, bgpu) != 0:
+                raise ConfigError(f"the per-pass batch {bgpu} (train.batch_gpu) must be a multiple of the "
+                                  f"minibatch-stddev group size {g} (model.mbstd_group_size)")
+        if pl_on and shrink and bgpu // int(shrink) < 1:
+            raise ConfigError(f"train.batch_gpu={bgpu} is smaller than loss.pl_batch_shrink={shrink}")
     if cfg.logger.name not in ("wandb", "csv", "none"):
         raise ConfigError(f"logger.name={cfg.logger.name!r}: use logger=wandb, logger=csv or logger=none")
     if cfg.trainer.strategy not in ("auto", "ddp", "single"):

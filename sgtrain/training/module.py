@@ -1,17 +1,21 @@
-"""GANModule: StyleGAN2 training as a LightningModule with manual optimization.
+"""GANModule: the training of every GAN family as a LightningModule with manual optimization.
 
-One ``training_step`` is one iteration of NVlabs' training loop (Karras et al. 2020, StyleGAN2, section 3.1 and
-appendix B; NVlabs ``training_loop.py``):
+An iteration of NVlabs' training loops (Karras et al. 2020, StyleGAN2, section 3.1 and appendix B; NVlabs
+``training_loop.py``; for progressive growing, Karras et al. 2018, ProGAN, section 2 and NVlabs' TF loop):
 
+0. with a progressive schedule: the minibatch, learning rates and lod of this iteration come from the schedule (a
+   pure function of kimg); lod is written into the networks, Adam is reset when new layers enter, and loader
+   batches are gathered until the minibatch is complete (the minibatch changes with the resolution);
 1. the per-device batch of real images (uint8 NCHW; x-flipped by the datamodule if asked) becomes float in
-   [-1, 1] and is split into ``batch_gpu`` chunks (gradient accumulation);
+   [-1, 1] (faded to the current lod) and is split into ``batch_gpu`` chunks (gradient accumulation);
 2. latents z and generated labels c are drawn for every phase;
-3. the phases Gmain, Greg (every ``G_reg_interval`` iterations), Dmain, Dreg (every ``D_reg_interval``) each zero
-   their network's gradients, accumulate over the chunks (``StyleGAN2Loss.accumulate_gradients`` with
-   ``gain = interval``), average the gradients over ranks once (flattened, sum / world size, nan_to_num) and step
-   Adam (lr and betas adjusted for lazy regularization);
-4. G_ema moves toward G with ``beta = 0.5 ** (batch / (ema_kimg * 1000))`` (optionally ramped up);
-5. ``cur_nimg`` grows by the global batch; a tick ends every ``tick_kimg`` and training stops at ``total_kimg``.
+3. the phases (Gmain, Greg every ``G_reg_interval`` iterations, Dmain, Dreg every ``D_reg_interval``; Gboth / Dboth
+   without lazy regularization; in the order the family's loss asks for) each zero their network's gradients,
+   accumulate over the chunks (``GANLoss.accumulate_gradients`` with ``gain = interval``), average the gradients
+   over ranks once (flattened, sum / world size, nan_to_num) and step Adam (lr and betas adjusted for lazy
+   regularization);
+4. G_ema moves toward G with ``beta = 0.5 ** (minibatch / (ema_kimg * 1000))`` (optionally ramped up);
+5. ``cur_nimg`` grows by the global minibatch; a tick ends every ``tick_kimg``; training stops at ``total_kimg``.
 
 Progress is ``cur_nimg`` (real images shown to D summed over ranks), never epochs or Lightning's global_step.
 Side effects (metrics, samples, checkpoints, snapshots) live in :mod:`sgtrain.training.callbacks`; this module
@@ -21,8 +25,10 @@ only announces a finished tick in :attr:`GANModule.tick_event`.
 from __future__ import annotations
 
 import copy
+import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +36,10 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
-from sgtrain.losses import StyleGAN2Loss, lazy_regularization
+from sgtrain.losses import GANLoss, lazy_regularization
 
 from .cluster import gather_objects, gather_rng_states, restore_rng_state, seed_all
+from .schedule import ProgressiveSchedule, SchedulePoint, process_reals, set_lod
 
 _RANK_LOCAL = re.compile(r"(.*\.)?[^.]+_(avg|ema)")
 
@@ -68,17 +75,28 @@ class TickEvent:
 
 
 class GANModule(L.LightningModule):
-    """StyleGAN2 G, D and G_ema trained with NVlabs' phase schedule (manual optimization).
+    """G, D and G_ema of any GAN family trained with NVlabs' phase schedule (manual optimization).
+
+    The module knows no family: the networks, the loss and the optional progressive schedule come in built (from the
+    Hydra config, see :mod:`sgtrain.training.run`). A family plugs in through three contracts:
+
+    - networks: ``G(z, c, **kw)`` with attributes ``z_dim`` and ``c_dim``; ``D(img, c, **kw) -> [N, 1]``; a
+      network that grows progressively keeps its level of detail in buffers named ``lod`` (set here every iteration);
+    - the loss: a :class:`sgtrain.losses.GANLoss` built by ``loss(G=..., D=..., augment_pipe=...)``;
+    - the schedule: None (fixed minibatch and learning rates) or a
+      :class:`~sgtrain.training.schedule.ProgressiveSchedule` (lod, minibatch and learning rates per resolution, Adam
+      reset when new layers enter, reals faded to the current lod).
 
     Args:
-        G_kwargs: Generator constructor keywords (``sgtrain.models.stylegan2.Generator``; NVlabs names).
-        D_kwargs: Discriminator constructor keywords.
-        loss_kwargs: ``StyleGAN2Loss`` keywords (r1_gamma, style_mixing_prob, pl_weight, pl_batch_shrink,
-            pl_decay, pl_no_weight_grad).
-        batch: global batch size (all ranks together), images per iteration.
+        G: the generator (G_ema starts as a copy of it).
+        D: the discriminator.
+        loss: ``loss(G=, D=, augment_pipe=) -> GANLoss`` (e.g. ``functools.partial(StyleGAN2Loss, r1_gamma=10)``).
+        schedule: progressive schedule, or None.
+        augment_pipe: module applied to every image D sees (ADA), or None; its state (e.g. ``p``) is checkpointed.
+        batch: global batch (all ranks together), images per iteration; the base minibatch of a schedule.
         batch_gpu: images per forward/backward pass on one device; None = the per-device batch. Larger values are
             capped at the per-device batch.
-        G_lr, D_lr: Adam learning rates before the lazy-regularization adjustment.
+        G_lr, D_lr: Adam learning rates before the lazy-regularization adjustment (the schedule's base rates).
         betas, eps: Adam betas (NVlabs (0, 0.99)) and epsilon (1e-8).
         G_reg_interval, D_reg_interval: lazy regularization intervals (NVlabs 4 and 16); None = regularize every
             iteration in the same phase (Gboth / Dboth).
@@ -89,14 +107,18 @@ class GANModule(L.LightningModule):
         label_probs: class probabilities [c_dim] to draw generated labels from (one-hot); None with c_dim > 0 draws
             classes uniformly; ignored when c_dim == 0.
         seed: base seed; rank r of a world of n uses ``seed * n + r`` for its RNG streams (NVlabs).
-        arch: model family module under ``sgtrain.models``.
+        loader_batch: images per batch the datamodule yields on each rank; None = the per-device minibatch. With a
+            schedule whose minibatch changes, a smaller divisor of every per-device minibatch: batches are gathered
+            until an iteration's minibatch is complete.
     """
 
     def __init__(
         self,
-        G_kwargs: dict[str, Any],
-        D_kwargs: dict[str, Any],
-        loss_kwargs: dict[str, Any] | None = None,
+        G: torch.nn.Module,
+        D: torch.nn.Module,
+        loss: Callable[..., GANLoss],
+        schedule: ProgressiveSchedule | None = None,
+        augment_pipe: torch.nn.Module | None = None,
         batch: int = 32,
         batch_gpu: int | None = None,
         G_lr: float = 0.002,
@@ -111,20 +133,20 @@ class GANModule(L.LightningModule):
         tick_kimg: float = 4.0,
         label_probs: list[float] | None = None,
         seed: int = 0,
-        arch: str = "stylegan2",
+        loader_batch: int | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["G", "D", "loss", "schedule", "augment_pipe"])
         self.automatic_optimization = False
-        import importlib
-
-        models = importlib.import_module(f"sgtrain.models.{arch}")
-        self.G = models.Generator(**G_kwargs).train().requires_grad_(False)
-        self.D = models.Discriminator(**D_kwargs).train().requires_grad_(False)
+        self.G = G.train().requires_grad_(False)
+        self.D = D.train().requires_grad_(False)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.loss = StyleGAN2Loss(self.G, self.D, **(loss_kwargs or {}))
+        self.augment_pipe = augment_pipe
+        self.loss = loss(G=self.G, D=self.D, augment_pipe=augment_pipe)
+        self.schedule = schedule
         self.batch = int(batch)
         self.batch_gpu = batch_gpu
+        self.loader_batch = loader_batch
         self.total_kimg = float(total_kimg)
         self.tick_kimg = float(tick_kimg)
         self.label_probs = label_probs
@@ -134,13 +156,17 @@ class GANModule(L.LightningModule):
         self.cur_nimg = 0
         self.cur_tick = 0
         self.tick_start_nimg = 0
-        self.batch_idx = 0
+        self.batch_idx = 0  # iterations done
+        self.loader_batches = 0  # datamodule batches consumed (the data position)
+        self.prev_lod = -1.0  # lod of the previous iteration (Adam reset when new layers enter)
         # Transient.
         self.tick_event: TickEvent | None = None
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # loader batches of an unfinished minibatch
+        self._point: SchedulePoint | None = None
         self._tick_stats: dict[str, list[torch.Tensor]] = {}
         self._tick_start_time = time.time()
         self._pending_rng: list[dict[str, Any]] | None = None
-        self._pending_pl_mean: list[float] | None = None
+        self._pending_loss_state: list[dict[str, Any]] | None = None
         self._resumed = False
 
     # ------------------------------------------------------------------------------------------------ topology
@@ -154,8 +180,13 @@ class GANModule(L.LightningModule):
 
     @property
     def batch_per_device(self) -> int:
-        """Images per iteration on this rank: ``batch // world``."""
-        return self.batch // self.world
+        """Images per iteration on this rank: the current minibatch // world."""
+        return self.minibatch // self.world
+
+    @property
+    def minibatch(self) -> int:
+        """Global minibatch of the current iteration: the schedule's, else ``batch``."""
+        return self._point.minibatch if self._point is not None else self.batch
 
     @property
     def round_size(self) -> int:
@@ -165,6 +196,18 @@ class GANModule(L.LightningModule):
     @property
     def kimg(self) -> float:
         return self.cur_nimg / 1000
+
+    @property
+    def at_iteration_boundary(self) -> bool:
+        """True between iterations (no loader batch of an unfinished minibatch is held): a safe point to save."""
+        return not self._pending
+
+    def schedule_point(self, cur_nimg: int | None = None) -> SchedulePoint | None:
+        """The progressive schedule at ``cur_nimg`` (default: now), or None without a schedule."""
+        if self.schedule is None:
+            return None
+        return self.schedule(self.cur_nimg if cur_nimg is None else cur_nimg, int(self.G.img_resolution),
+                             self.batch, float(self.hparams.G_lr), float(self.hparams.D_lr), self.world)
 
     # ------------------------------------------------------------------------------------------------ optimizers
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -177,10 +220,12 @@ class GANModule(L.LightningModule):
         return opts
 
     def phases(self) -> list[tuple[str, torch.nn.Module, int, int]]:
-        """NVlabs' phases: (name, module, optimizer index, interval)."""
+        """NVlabs' phases in the loss's order: (name, module, optimizer index, interval)."""
         hp = self.hparams
+        nets = {"G": (self.G, 0, hp.G_reg_interval), "D": (self.D, 1, hp.D_reg_interval)}
         out = []
-        for prefix, module, idx, interval in [("G", self.G, 0, hp.G_reg_interval), ("D", self.D, 1, hp.D_reg_interval)]:
+        for prefix in getattr(self.loss, "phase_order", ("G", "D")):
+            module, idx, interval = nets[prefix]
             if not interval:
                 out.append((prefix + "both", module, idx, 1))
             else:
@@ -190,16 +235,23 @@ class GANModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------------ lifecycle
     def setup(self, stage: str) -> None:
-        if self.batch % self.world != 0:
-            raise ValueError(f"train.batch={self.batch} is not a multiple of the world size {self.world}")
-        if self.batch_per_device % self.round_size != 0:
-            raise ValueError(f"train.batch_gpu={self.batch_gpu} does not divide the per-device batch "
-                             f"{self.batch_per_device}")
+        minibatches = ([self.batch] if self.schedule is None else
+                       self.schedule.minibatches(int(self.G.img_resolution), self.batch, self.world))
+        for mb in minibatches:
+            if mb < self.world or mb % self.world != 0:
+                raise ValueError(f"a minibatch of {mb} images cannot be split over {self.world} processes "
+                                 f"(train.batch / schedule.minibatch_dict)")
+            per = mb // self.world
+            rs = min(self.batch_gpu or per, per)
+            if per % rs != 0:
+                raise ValueError(f"train.batch_gpu={self.batch_gpu} does not divide the per-device batch {per}")
+            if self.loader_batch and per % self.loader_batch != 0:
+                raise ValueError(f"the loader batch {self.loader_batch} does not divide the per-device batch {per}")
 
     def on_train_start(self) -> None:
-        pl_means, self._pending_pl_mean = self._pending_pl_mean, None
-        if pl_means is not None and len(pl_means) == self.world:
-            self.loss.pl_mean.fill_(float(pl_means[self.rank]))
+        states, self._pending_loss_state = self._pending_loss_state, None
+        if states is not None and len(states) == self.world:
+            self._load_loss_state(states[self.rank])
         if not self._resumed:
             # Per-rank RNG streams (NVlabs: seed * num_gpus + rank); parameters were broadcast from rank 0.
             seed_all(int(self.hparams.seed) * self.world + self.rank)
@@ -264,15 +316,40 @@ class GANModule(L.LightningModule):
             p.grad = g.reshape(p.shape)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        """One NVlabs iteration (all phases, G_ema, counters); returns nothing (manual optimization)."""
-        img, real_c = self._unpack(batch)
+        """Gather loader batches into the iteration's minibatch, then run one NVlabs iteration; returns nothing."""
+        if not self._pending:
+            self._point = self.schedule_point()  # fixed for the whole iteration
+        self._pending.append(self._unpack(batch))
+        self.loader_batches += 1
+        have = sum(x.shape[0] for x, _ in self._pending)
+        need = self.batch_per_device
+        if have < need:
+            return
+        if have > need:
+            raise RuntimeError(f"the datamodule gave {have} images for an iteration of {need} on this rank "
+                               f"(train.batch={self.batch}, {self.world} processes)")
+        if len(self._pending) == 1:
+            img, real_c = self._pending[0]
+        else:
+            img, real_c = torch.cat([x for x, _ in self._pending]), torch.cat([c for _, c in self._pending])
+        self._pending = []
+        self.iteration(img, real_c)
+
+    def iteration(self, img: torch.Tensor, real_c: torch.Tensor) -> None:
+        """One NVlabs iteration on this rank's share of the minibatch: every phase, G_ema, counters, tick.
+
+        Args:
+            img: real images, uint8 (0..255) or float ([-1, 1]) [batch_per_device, C, H, W].
+            real_c: their labels, float32 [batch_per_device, c_dim].
+        """
         n = img.shape[0]
-        if n != self.batch_per_device:
-            raise RuntimeError(f"the datamodule gave a batch of {n} images, expected {self.batch_per_device} "
-                               f"(train.batch={self.batch} / {self.world} processes)")
+        point = self._point
         real = img.to(self.device, torch.float32)
         if img.dtype == torch.uint8:
             real = real / 127.5 - 1
+        if point is not None:
+            self._apply_schedule(point)
+            real = process_reals(real, point.lod)
         real_c = real_c.to(self.device)
         rs = self.round_size
         real_chunks, c_chunks = real.split(rs), real_c.split(rs)
@@ -304,9 +381,25 @@ class GANModule(L.LightningModule):
 
         with torch.autograd.profiler.record_function("Gema"):
             self.update_ema()
-        self.cur_nimg += self.batch
+        self.cur_nimg += self.minibatch
         self.batch_idx += 1
         self._end_of_iteration()
+
+    def _apply_schedule(self, point: SchedulePoint) -> None:
+        """Set lod on G and D, the learning rates, and reset Adam when new layers enter (NVlabs' training loop)."""
+        set_lod([self.G, self.D], point.lod)
+        hp = self.hparams
+        new_layers = (math.floor(point.lod) != math.floor(self.prev_lod)
+                      or math.ceil(point.lod) != math.ceil(self.prev_lod))
+        for opt, lr, interval in zip(self.optimizers(), (point.G_lrate, point.D_lrate),
+                                     (hp.G_reg_interval, hp.D_reg_interval)):
+            opt = getattr(opt, "optimizer", opt)  # Lightning's LightningOptimizer wrapper
+            lr, _ = lazy_regularization(lr, tuple(hp.betas), interval)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            if new_layers and self.schedule.reset_opt_for_new_lod:
+                opt.state.clear()
+        self.prev_lod = point.lod
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -315,7 +408,7 @@ class GANModule(L.LightningModule):
         ema_nimg = hp.ema_kimg * 1000
         if hp.ema_rampup is not None:
             ema_nimg = min(ema_nimg, self.cur_nimg * hp.ema_rampup)
-        beta = 0.5 ** (self.batch / max(ema_nimg, 1e-8))
+        beta = 0.5 ** (self.minibatch / max(ema_nimg, 1e-8))
         for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
             p_ema.copy_(p.lerp(p_ema, beta))
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
@@ -328,6 +421,9 @@ class GANModule(L.LightningModule):
             return
         now = time.time()
         stats = self._collect_stats()
+        point = self._point
+        if point is not None:
+            stats.update(lod=point.lod, minibatch=float(point.minibatch), G_lrate=point.G_lrate, D_lrate=point.D_lrate)
         self.tick_event = TickEvent(tick=self.cur_tick, cur_nimg=self.cur_nimg, start_nimg=self.tick_start_nimg,
                                     done=done, stats=stats, sec=now - self._tick_start_time)
         # Advance before the callbacks checkpoint, so a resumed run starts the next tick.
@@ -381,21 +477,40 @@ class GANModule(L.LightningModule):
             self.trainer.should_stop = True
 
     # ------------------------------------------------------------------------------------------------ checkpoint
+    def loss_scalars(self) -> dict[str, float]:
+        """The loss's scalar buffers by name (e.g. ``{'pl_mean': 0.12}``), this rank's values."""
+        return {name.rsplit(".", 1)[-1]: float(b) for name, b in self.loss.named_buffers() if b.numel() == 1}
+
+    def _loss_state(self) -> dict[str, Any]:
+        return {name: b.detach().cpu().tolist() for name, b in self.loss.named_buffers()}
+
+    def _load_loss_state(self, state: dict[str, Any]) -> None:
+        bufs = dict(self.loss.named_buffers())
+        for name, value in state.items():
+            if name in bufs:
+                bufs[name].copy_(torch.as_tensor(value, dtype=bufs[name].dtype))
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Add progress, per-rank RNG states and the config-independent training state (collective under DDP)."""
+        """Add progress, per-rank RNG states, per-rank loss state and how to rebuild the networks (a collective
+        under DDP: every rank calls it)."""
+        from sgtrain.io.portable import network_header
+
         states = gather_rng_states()
         checkpoint["sgtrain"] = {
             "cur_nimg": self.cur_nimg,
             "cur_tick": self.cur_tick,
             "tick_start_nimg": self.tick_start_nimg,
             "batch_idx": self.batch_idx,
+            "loader_batches": self.loader_batches,
+            "prev_lod": self.prev_lod,
             "kimg": self.kimg,
             "total_kimg": self.total_kimg,
             "world_size": self.world,
-            "pl_mean": float(self.loss.pl_mean),
+            **self.loss_scalars(),
             "rng": states,
-            # each rank updates pl_mean from its own samples (NVlabs): the state_dict holds rank 0's only
-            "pl_mean_per_rank": gather_objects(float(self.loss.pl_mean)),
+            # running statistics a rank updates from its own samples (NVlabs: pl_mean): the state_dict holds rank 0's
+            "loss_state_per_rank": gather_objects(self._loss_state()),
+            "networks": network_header(self.G_ema, self.G, self.D)["networks"],
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -406,9 +521,13 @@ class GANModule(L.LightningModule):
         self.cur_tick = int(s["cur_tick"])
         self.tick_start_nimg = int(s["tick_start_nimg"])
         self.batch_idx = int(s["batch_idx"])
+        self.loader_batches = int(s.get("loader_batches", self.batch_idx))
+        self.prev_lod = float(s.get("prev_lod", -1.0))
         self._pending_rng = s.get("rng")
-        self._pending_pl_mean = s.get("pl_mean_per_rank")
+        self._pending_loss_state = s.get("loss_state_per_rank")
+        if self._pending_loss_state is None and s.get("pl_mean_per_rank") is not None:  # written by sgtrain <= 0.1
+            self._pending_loss_state = [{"pl.pl_mean": v} for v in s["pl_mean_per_rank"]]
         self._resumed = True
         dm = self.trainer.datamodule if self._trainer is not None else None
         if dm is not None and hasattr(dm, "resume_at"):
-            dm.resume_at(self.batch_idx)  # one loader batch per step on every rank
+            dm.resume_at(self.loader_batches)

@@ -7,7 +7,9 @@ before torch-heavy objects (datamodule, networks, logger, trainer) are built.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import secrets
 import sys
 import time
@@ -18,7 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .cluster import RequeueOnSignal, cluster_plugins, ddp_job_scope, env_global_rank
-from .config import ConfigError, validate_config, world_size_of
+from .config import ConfigError, build_schedule, minibatches_of, unknown_key_error, validate_config, world_size_of
 
 
 def resolve_run_dir(cfg: DictConfig) -> str:
@@ -112,26 +114,41 @@ def build_logger(cfg: DictConfig, run_dir: str) -> Any:
     )
 
 
-def network_kwargs(cfg: DictConfig, card: dict[str, Any], c_dim: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Generator and Discriminator constructor keywords (NVlabs names) from ``model.*`` and the dataset card."""
-    m = cfg.model
-    res = int(m.resolution or card["resolution"])
-    channels = int(card["channels"])
-    G_kwargs = dict(
-        z_dim=m.z_dim, c_dim=c_dim, w_dim=m.w_dim, img_resolution=res, img_channels=channels,
-        mapping_kwargs=dict(num_layers=m.map_layers),
-        channel_base=m.channel_base, channel_max=m.channel_max, num_fp16_res=m.num_fp16_res,
-        conv_clamp=m.conv_clamp, architecture=m.G_architecture,
-    )
-    G_kwargs.update(OmegaConf.to_container(m.G_kwargs, resolve=True))
-    D_kwargs = dict(
-        c_dim=c_dim, img_resolution=res, img_channels=channels, architecture=m.D_architecture,
-        channel_base=m.channel_base, channel_max=m.channel_max, num_fp16_res=m.num_fp16_res,
-        conv_clamp=m.conv_clamp,
-        epilogue_kwargs=dict(mbstd_group_size=m.mbstd_group_size, mbstd_num_channels=m.mbstd_num_channels),
-    )
-    D_kwargs.update(OmegaConf.to_container(m.D_kwargs, resolve=True))
-    return G_kwargs, D_kwargs
+def build_networks(cfg: DictConfig) -> tuple[Any, Any]:
+    """G and D of the family in ``cfg.model`` (``model.G`` / ``model.D``: Hydra ``_target_`` nodes).
+
+    Raises:
+        ConfigError: a keyword the class does not take, or a class that cannot be built, naming the key.
+    """
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    nets = []
+    for key in ("G", "D"):
+        try:
+            nets.append(instantiate(cfg.model[key], _convert_="all"))
+        except InstantiationException as err:
+            m = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+            if m:  # a keyword the class passes on to an inner module, which does not take it either
+                raise unknown_key_error(f"model.{key}.{m.group(1)}", [f"model.{key}.{k}" for k in cfg.model[key]],
+                                        f"{cfg.model[key]._target_} takes no keyword {m.group(1)!r}") from err
+            raise ConfigError(f"model.{key} ({cfg.model[key].get('_target_')}) cannot be built: {err}") from err
+    return nets[0], nets[1]
+
+
+def loss_factory(cfg: DictConfig) -> Any:
+    """``loss(G=, D=, augment_pipe=) -> GANLoss`` from ``cfg.loss`` (a Hydra ``_target_`` node, partially applied)."""
+    from hydra.utils import instantiate
+
+    return instantiate(cfg.loss, _partial_=True, _convert_="all")
+
+
+def loader_batch_size(cfg: DictConfig, world: int, resolution: int) -> int:
+    """Images per datamodule batch on each rank: the per-device batch, or with a progressive schedule whose
+    minibatch changes the greatest common divisor of every per-device minibatch (GANModule gathers loader batches
+    until an iteration's minibatch is complete)."""
+    sizes = [mb // world for mb in minibatches_of(cfg, world, resolution)]
+    return math.gcd(*sizes)
 
 
 def read_reals(datamodule: Any, n: int, seed: int = 0) -> tuple[Any, Any]:
@@ -189,7 +206,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         ConfigError: invalid configuration (raised before any heavy object is built).
     """
     t_start = time.time()
-    card = validate_config(cfg)
+    validate_config(cfg)
     run_dir = resolve_run_dir(cfg)
     world = world_size_of(cfg)
     meta = read_last_meta(run_dir)
@@ -219,6 +236,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     _quiet_warnings()
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
+    L.seed_everything(int(cfg.train.seed), workers=True, verbose=False)
+    G, D = build_networks(cfg)  # before anything is written: a keyword the networks refuse is a config error
     rank0 = _is_rank_zero()
     os.makedirs(run_dir, exist_ok=True)
     os.environ["SGTRAIN_RUN_DIR"] = run_dir  # DDP children are started with run.dir=<this>
@@ -242,25 +261,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if cfg.run.print_config:
             print(resolved)
 
-    per_device = cfg.train.batch // world
+    t = cfg.train
+    loader_batch = loader_batch_size(cfg, world, int(G.img_resolution))
     dm = ShardDataModule(
-        cfg.dataset.path, batch_size=per_device, num_workers=cfg.dataset.num_workers, xflip=cfg.dataset.xflip,
+        cfg.dataset.path, batch_size=loader_batch, num_workers=cfg.dataset.num_workers, xflip=cfg.dataset.xflip,
         shuffle_buffer=cfg.dataset.shuffle, seed=cfg.train.seed,
         use_labels=cfg.dataset.cond is not False,
     )
-    card = dm.card.to_dict()
-    c_dim = dm.c_dim
-    G_kwargs, D_kwargs = network_kwargs(cfg, card, c_dim)
-    t = cfg.train
-    L.seed_everything(int(t.seed), workers=True, verbose=False)
+    per_device = minibatches_of(cfg, world, int(G.img_resolution))[-1] // world
     module = GANModule(
-        G_kwargs=G_kwargs, D_kwargs=D_kwargs,
-        loss_kwargs=dict(r1_gamma=t.gamma, style_mixing_prob=t.style_mixing_prob, pl_weight=t.pl_weight,
-                         pl_batch_shrink=t.pl_batch_shrink, pl_decay=t.pl_decay,
-                         pl_no_weight_grad=t.pl_no_weight_grad),
+        G=G, D=D, loss=loss_factory(cfg), schedule=build_schedule(cfg),
         batch=t.batch, batch_gpu=t.batch_gpu, G_lr=t.G_lr, D_lr=t.D_lr, betas=tuple(t.betas), eps=t.eps,
         G_reg_interval=t.G_reg_interval, D_reg_interval=t.D_reg_interval, ema_kimg=t.ema_kimg,
-        ema_rampup=t.ema_rampup, total_kimg=t.kimg, tick_kimg=t.tick_kimg, seed=t.seed, arch=cfg.model.arch,
+        ema_rampup=t.ema_rampup, total_kimg=t.kimg, tick_kimg=t.tick_kimg, seed=t.seed, loader_batch=loader_batch,
     )
     module.label_sampler = dm.sample_labels
     ckpt_path = find_resume_checkpoint(run_dir)
