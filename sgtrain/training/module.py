@@ -41,7 +41,7 @@ from sgtrain.losses import GANLoss, lazy_regularization
 from .cluster import gather_objects, gather_rng_states, restore_rng_state, seed_all
 from .schedule import ProgressiveSchedule, SchedulePoint, process_reals, set_lod
 
-_RANK_LOCAL = re.compile(r"(.*\.)?[^.]+_(avg|ema)")
+_RANK_LOCAL = re.compile(r"(.*\.)?([^.]+_(avg|ema)|running_mean|running_var|num_batches_tracked)")
 
 
 @dataclass
