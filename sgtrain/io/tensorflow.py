@@ -33,6 +33,7 @@ TF_BUILD_FUNCS: dict[str, tuple[str, str]] = {
     "G_main": ("tf_stylegan2", "StyleGAN2-TF"),  # stylegan2 networks_stylegan2.py
     "D_stylegan2": ("tf_stylegan2", "StyleGAN2-TF"),
     "D_stylegan": ("tf_stylegan2", "StyleGAN2-TF"),
+    "D_main": ("tf_stylegan2", "StyleGAN2-TF"),  # stylegan2-ada (TF) networks.py; its G is G_main too
 }
 
 
