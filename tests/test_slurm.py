@@ -11,8 +11,6 @@ Each training is 2 SLURM tasks = 2 CPU ranks of sgtrain's DDP (gloo), one tick a
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +18,17 @@ import time
 from pathlib import Path
 
 import pytest
+from _slurm import (
+    ensure_installed,
+    free_port,
+    kill_pid_files,
+    restart_count,
+    sh,
+    slurm_conf,
+    start_munge,
+    stop_munge,
+    tail_logs,
+)
 from _tiny_run import TINY, assert_continuous, env_for_tests, make_shards, read_metrics
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
@@ -27,19 +36,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 REPO = Path(__file__).resolve().parents[1]
 KIMG = 0.048  # 12 steps of batch 4
 STEP_KIMG = 0.004
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _sh(cmd: list[str], env: dict | None = None, check: bool = True, timeout: float = 60) -> str:
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    if check and res.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stdout}\n{res.stderr}")
-    return res.stdout
+_sh = sh
 
 
 class LocalSlurm:
@@ -52,78 +49,10 @@ class LocalSlurm:
         self.env = dict(os.environ, SLURM_CONF=str(self.conf))
         self.started_munged = False
 
-    @staticmethod
-    def ensure_installed() -> None:
-        if all(shutil.which(x) for x in ("slurmctld", "slurmd", "sbatch", "munged")):
-            return
-        if os.geteuid() != 0:
-            raise RuntimeError("SLURM is not installed and this is not root: apt-get install slurm-wlm munge first")
-        subprocess.run(["apt-get", "update", "-qq"], check=True, timeout=600)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "slurm-wlm", "munge"],
-            check=True, timeout=1200, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
-        )  # fmt: skip
-
-    def start_munge(self) -> None:
-        key = Path("/etc/munge/munge.key")
-        if not key.exists():
-            key.parent.mkdir(parents=True, exist_ok=True)
-            key.write_bytes(os.urandom(1024))
-            shutil.chown(key, "munge", "munge")
-            key.chmod(0o400)
-        ok = subprocess.run("munge -n | unmunge", shell=True, capture_output=True, text=True)
-        if "Success" not in ok.stdout:
-            for d in ("/run/munge", "/var/lib/munge", "/var/log/munge"):
-                Path(d).mkdir(parents=True, exist_ok=True)
-            subprocess.run(["munged", "--force"], check=True, timeout=30)
-            self.started_munged = True
-            time.sleep(1)
-            ok = subprocess.run("munge -n | unmunge", shell=True, capture_output=True, text=True)
-            assert "Success" in ok.stdout, f"munge does not work: {ok.stdout} {ok.stderr}"
-
-    def write_conf(self) -> None:
-        r = self.root
-        for d in ("state", "spool", "log"):
-            (r / d).mkdir(parents=True, exist_ok=True)
-        cpus = os.cpu_count() or 2
-        mem_mb = int(int(Path("/proc/meminfo").read_text().split()[1]) / 1024 * 0.8)
-        self.conf.write_text(
-            "\n".join(
-                [
-                    "ClusterName=sgtraintest",
-                    f"SlurmctldHost={self.host}",
-                    f"SlurmctldPort={_free_port()}",
-                    f"SlurmdPort={_free_port()}",
-                    "AuthType=auth/munge",
-                    "ProctrackType=proctrack/linuxproc",
-                    "TaskPlugin=task/none",
-                    "SelectType=select/cons_tres",
-                    "SelectTypeParameters=CR_Core",
-                    "SlurmUser=root",
-                    "SlurmdUser=root",
-                    "AccountingStorageType=accounting_storage/none",
-                    "JobCompType=jobcomp/none",
-                    "MpiDefault=none",
-                    "ReturnToService=2",
-                    "KillWait=30",
-                    "MinJobAge=300",
-                    f"StateSaveLocation={r / 'state'}",
-                    f"SlurmdSpoolDir={r / 'spool'}",
-                    f"SlurmctldPidFile={r / 'slurmctld.pid'}",
-                    f"SlurmdPidFile={r / 'slurmd.pid'}",
-                    f"SlurmctldLogFile={r / 'log' / 'slurmctld.log'}",
-                    f"SlurmdLogFile={r / 'log' / 'slurmd.log'}",
-                    f"NodeName={self.host} CPUs={cpus} RealMemory={mem_mb} State=UNKNOWN",
-                    f"PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES",
-                    "",
-                ]
-            )
-        )
-
     def start(self) -> None:
-        self.ensure_installed()
-        self.start_munge()
-        self.write_conf()
+        ensure_installed()
+        self.started_munged = start_munge()
+        self.conf.write_text(slurm_conf(self.root, self.host, [self.host], free_port(), free_port()))
         subprocess.run(["slurmctld", "-f", str(self.conf)], check=True, env=self.env, timeout=60)
         subprocess.run(["slurmd", "-f", str(self.conf)], check=True, env=self.env, timeout=60)
         t0 = time.time()
@@ -135,12 +64,7 @@ class LocalSlurm:
         raise AssertionError("the local SLURM node did not become idle:\n" + self.logs())
 
     def logs(self) -> str:
-        out = []
-        for name in ("slurmctld.log", "slurmd.log"):
-            p = self.root / "log" / name
-            if p.exists():
-                out.append(f"--- {name}\n" + "\n".join(p.read_text().splitlines()[-30:]))
-        return "\n".join(out)
+        return tail_logs(self.root / "log")
 
     def stop(self) -> None:
         # cancel what is left (a failed test) while the daemons still run, so that no job step outlives them
@@ -150,25 +74,14 @@ class LocalSlurm:
             t0 = time.time()
             while _sh(["squeue", "-h"], env=self.env, check=False).strip() and time.time() - t0 < 90:
                 time.sleep(2)
-        for name in ("slurmd.pid", "slurmctld.pid"):
-            pid_file = self.root / name
-            if pid_file.exists():
-                try:
-                    os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
-                except (ProcessLookupError, ValueError):
-                    pass
+        kill_pid_files([self.root / f"slurmd-{self.host}.pid", self.root / "slurmctld.pid"])
         if self.started_munged:
-            pid_file = Path("/run/munge/munged.pid")
-            if pid_file.exists():
-                try:
-                    os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
-                except (ProcessLookupError, ValueError):
-                    pass
+            stop_munge()
         time.sleep(1)
 
     # --- clients
     def squeue(self, job: str) -> str:
-        """``<state> <restart count>`` lines of the job's array tasks (empty once it has left the queue)."""
+        """``<job id> <state>`` lines of the job's array tasks (empty once it has left the queue)."""
         return _sh(["squeue", "-h", "-j", job, "-o", "%i %T"], env=self.env, check=False)
 
     def show(self, job: str) -> str:
@@ -206,10 +119,7 @@ def _wait_lines(run_dir: Path, n: int, slurm: LocalSlurm, job: str, timeout: flo
 
 
 def _restart_count(slurm: LocalSlurm, job: str) -> int:
-    for tok in slurm.show(job).split():
-        if tok.startswith("Restarts="):
-            return int(tok.split("=")[1])
-    return -1
+    return restart_count(slurm.show(job))
 
 
 def _check_run(run_dir: Path) -> None:
@@ -255,7 +165,7 @@ def test_hydra_submitit_launcher_requeue_resumes(slurm, shards, tmp_path):
         str(Path(sys.executable).with_name("sgtrain-train")), "-m", "hydra/launcher=slurm",
         "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=60",
         "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-        *TINY, f"dataset.path={shards}", f"train.kimg={KIMG}", f"run.dir={sweep_dir}", "train.gamma=1",
+        *TINY, f"dataset.path={shards}", f"train.kimg={KIMG}", f"run.dir={sweep_dir}", "loss.r1_gamma=1",
     ]  # fmt: skip
     env = dict(env_for_tests(), **slurm.env)
     log = open(tmp_path / "launcher.log", "wb")
@@ -276,6 +186,6 @@ def test_hydra_submitit_launcher_requeue_resumes(slurm, shards, tmp_path):
             launcher.kill()
         log.close()
     assert _restart_count(slurm, job) == 1, slurm.show(job)
-    assert any("train.gamma=1" in p.read_text() for p in run_dir.rglob("overrides.yaml")), "not the job's dir"
+    assert any("loss.r1_gamma=1" in p.read_text() for p in run_dir.rglob("overrides.yaml")), "not the job's dir"
     assert len([p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]) == 1
     _check_run(run_dir)

@@ -1,4 +1,4 @@
-"""Hydra multirun sweeps: `sgtrain-train -m train.gamma=0.5,1 ...` runs each job once, in its own run directory;
+"""Hydra multirun sweeps: `sgtrain-train -m loss.r1_gamma=0.5,1 ...` runs each job once, in its own run directory;
 a rerun of the same sweep skips finished jobs and resumes unfinished ones; with DDP (2 CPU processes per job) the
 children train only their own job, and the second job of the sweep does not wait for children that never come.
 """
@@ -28,7 +28,7 @@ def shards(tmp_path_factory):
 
 def _sweep_cmd(shards: Path, sweep_dir: Path, extra: list[str]) -> list[str]:
     return [*train_cmd(), "-m", *TINY, f"dataset.path={shards}", f"run.dir={sweep_dir}", f"train.kimg={KIMG}",
-            "train.gamma=0.5,1", *extra]  # fmt: skip
+            "loss.r1_gamma=0.5,1", *extra]  # fmt: skip
 
 
 def _job_dirs(sweep_dir: Path) -> dict[float, Path]:
