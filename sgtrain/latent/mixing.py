@@ -24,7 +24,7 @@ import torch
 
 from sgtrain.latent.common import make_grid, seeds_to_ws, synthesize, to_uint8
 
-__all__ = ["STYLE_PRESETS", "style_layers", "mix_ws", "style_mixing_grid"]
+__all__ = ["STYLE_PRESETS", "style_layers", "mix_ws", "style_mixing_grid", "mixing_grid_ws"]
 
 STYLE_PRESETS = ("coarse", "middle", "fine")
 
@@ -125,7 +125,29 @@ def style_mixing_grid(
     layers = style_layers(styles, G.num_ws, G.img_resolution)
     row_ws = seeds_to_ws(G, row_seeds, truncation_psi, truncation_cutoff, class_idx, batch_size)
     col_ws = seeds_to_ws(G, col_seeds, truncation_psi, truncation_cutoff, class_idx, batch_size)
-    R, C = len(row_seeds), len(col_seeds)
+    return mixing_grid_ws(G, row_ws, col_ws, layers, noise_mode, batch_size)
+
+
+@torch.no_grad()
+def mixing_grid_ws(
+    G: torch.nn.Module,
+    row_ws: torch.Tensor,
+    col_ws: torch.Tensor,
+    layers: Sequence[int],
+    noise_mode: str = "const",
+    batch_size: int = 16,
+) -> dict:
+    """The style-mixing figure of any latents (seeds' ws, projected ws): :func:`style_mixing_grid` after the mapping.
+
+    Args:
+        row_ws: float32 [R, num_ws, w_dim]. col_ws: float32 [C, num_ws, w_dim]. layers: ws indices taken from the
+            column (see :func:`style_layers`).
+
+    Returns:
+        The dict of :func:`style_mixing_grid`. The images depend only on the inputs and ``batch_size`` (identical
+        latents are rendered once, in a fixed order), so the same call gives the same bytes as ``sgtrain-mix``.
+    """
+    R, C = row_ws.shape[0], col_ws.shape[0]
     mixed = mix_ws(row_ws, col_ws, layers).reshape(R * C, G.num_ws, G.w_dim)
     all_ws = torch.cat([row_ws, col_ws, mixed])
     uniq, inverse = torch.unique(all_ws.flatten(1), dim=0, return_inverse=True)
