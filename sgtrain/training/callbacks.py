@@ -267,7 +267,8 @@ class SnapshotExport(Callback):
 
         path = os.path.join(self.run_dir, f"network-snapshot-{kimg_tag(ev.cur_nimg)}")
         training_info = dict(self.info, kimg=ev.kimg, cur_nimg=ev.cur_nimg, tick=ev.tick)
-        save_network(path, G_ema=pl_module.G_ema, G=pl_module.G, D=pl_module.D, training_info=training_info)
+        save_network(path, G_ema=pl_module.G_ema, G=pl_module.G, D=pl_module.D, augment_p=pl_module.augment_p,
+                     training_info=training_info)
         self.last_path = path
 
 

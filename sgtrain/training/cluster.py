@@ -10,8 +10,8 @@ job's children with that job's overrides only. This module adds (decisions writt
   ``auto_requeue=False``: Lightning's own requeue handler saves an ``hpc_ckpt_N.ckpt`` from inside the signal
   handler, in the middle of a training step, into ``default_root_dir``; such a checkpoint cannot resume exactly and
   is not where sgtrain looks. :class:`RequeueOnSignal` replaces it.
-* **Requeue** (:class:`RequeueOnSignal`): a signal only sets a flag. At the end of the next training step every rank
-  agrees on the flag (one all-reduce of one integer), the run saves ``checkpoints/last.ckpt`` (atomically, through
+* **Requeue** (:class:`RequeueOnSignal`): a signal only sets a flag. Every few iterations (every iteration in a
+  single process) the ranks agree on the flag (one all-reduce of one integer), the run saves ``checkpoints/last.ckpt`` (atomically, through
   the trainer's checkpoint IO), rank 0 runs ``scontrol requeue <job>`` for the requeue signals (SIGUSR1 from
   ``sbatch --signal=USR1@90``, SIGUSR2 from submitit) and the trainer stops. SIGTERM (preemption, ``scancel``, the
   end of the time limit) saves and stops without requeueing: a preempting SLURM requeues the job itself, and
@@ -345,8 +345,9 @@ class RequeueOnSignal(_Callback):
 
     The handlers are installed in ``on_train_start`` (after Lightning's own, which they replace for these signals:
     Lightning's SIGTERM handler would broadcast from inside the handler and end the fit with an exception) and
-    restored at ``teardown``. A signal sets a flag only; at the end of the next training step all ranks take the
-    maximum of their flags (one all-reduce), so a signal that reached one rank stops all of them at the same step.
+    restored at ``teardown``. A signal sets a flag only; at the end of an iteration (every ``sync_every`` iterations
+    with several processes) all ranks take the maximum of their flags (one all-reduce), so a signal that reached one
+    rank stops all of them at the same iteration.
     Then ``save_fn(trainer, ckpt_path)`` runs on every rank, rank 0 calls ``scontrol requeue`` (requeue signals, when
     inside SLURM and ``requeue`` is not False), and ``trainer.should_stop`` is set. ``stopped_by_signal`` tells the
     caller not to mark the run done; :meth:`exit_if_stopped` ends the process with ``128 + signal``.
@@ -358,6 +359,8 @@ class RequeueOnSignal(_Callback):
         requeue_signals: signals that mean "time is up, come back later" (sbatch ``--signal=USR1@90``; submitit
             uses USR2).
         stop_signals: signals that mean "stop" (SIGTERM: preemption, scancel, the time limit itself).
+        sync_every: with several processes, agree on the flag every this many iterations (one all-reduce, a host
+            sync); a single process looks at its flag after every iteration at no cost.
     """
 
     def __init__(
@@ -367,8 +370,11 @@ class RequeueOnSignal(_Callback):
         requeue: bool | None = None,
         requeue_signals: Sequence[int] = (signal.SIGUSR1, signal.SIGUSR2),
         stop_signals: Sequence[int] = (signal.SIGTERM,),
+        sync_every: int = 8,
     ) -> None:
         super().__init__()
+        self.sync_every = max(1, int(sync_every))
+        self._iterations = 0
         self.ckpt_path = str(ckpt_path)
         self.save_fn = save_fn or save_checkpoint
         self.requeue = requeue
@@ -447,7 +453,10 @@ class RequeueOnSignal(_Callback):
         return flag
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.stopped_by_signal:
+        if self.stopped_by_signal or not getattr(pl_module, "at_iteration_boundary", True):
+            return  # only between iterations: a loader batch of an unfinished minibatch would be lost
+        self._iterations += 1
+        if trainer.world_size > 1 and self._iterations % self.sync_every != 0:
             return
         flag = self._agreed_flag(trainer)
         if flag == 0:

@@ -107,6 +107,23 @@ class LoggerConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Adaptive discriminator augmentation (Karras et al. 2020, ADA): ``augment=ada|fixed|none`` (NVlabs --aug).
+
+    Every image D sees (reals, fakes, R1's reals) goes through the pipeline ``augpipe`` with probability ``p``; in
+    ``ada`` mode p starts at ``p`` and is adjusted every ``ada_interval`` iterations toward r_t = ada_target.
+    """
+
+    mode: str = "none"  # 'ada' (adaptive p), 'fixed' (constant p) or 'none' (no augmentation)
+    augpipe: str = "bgc"  # named pipeline: blit, geom, color, filter, noise, cutout, bg, bgc, bgcf, bgcfn, bgcfnc
+    p: float = 0.0  # initial (ada) or constant (fixed) augmentation probability, in [0, 1]
+    ada_target: float = 0.6  # ADA target of r_t = E[sign(D(reals))]
+    ada_interval: int = 4  # iterations between adjustments of p
+    ada_kimg: float = 500  # kimg over which p may change by one
+    kwargs: dict[str, Any] = field(default_factory=dict)  # AugmentPipe keywords overriding the pipeline's
+
+
+@dataclass
 class TrainSchema:
     """Root of the ``sgtrain-train`` config (see docs/training.md for every key).
 
@@ -119,6 +136,7 @@ class TrainSchema:
     model: Any = field(default_factory=dict)  # name, resolution, G, D (+ the family's shared knobs)
     loss: Any = field(default_factory=dict)  # the family's GANLoss (_target_ + keywords)
     schedule: Any = None  # progressive growing (_target_: ProgressiveSchedule + keywords); null = none
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
@@ -194,7 +212,7 @@ def register_configs() -> None:
 
 _HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 _TYPED_GROUPS = {"dataset": DatasetConfig, "train": TrainConfig, "run": RunConfig, "trainer": TrainerConfig,
-                 "logger": LoggerConfig}
+                 "logger": LoggerConfig, "augment": AugmentConfig}
 _MODEL_KEYS = ("name", "resolution", "G", "D")
 
 
@@ -446,6 +464,20 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
                                   f"minibatch-stddev group size {g} (model.mbstd_group_size)")
         if pl_on and shrink and bgpu // int(shrink) < 1:
             raise ConfigError(f"train.batch_gpu={bgpu} is smaller than loss.pl_batch_shrink={shrink}")
+    a = cfg.augment
+    if a.mode not in ("ada", "fixed", "none"):
+        raise ConfigError(f"augment.mode={a.mode!r}: use augment=ada, augment=fixed or augment=none")
+    if a.mode != "none":
+        from sgtrain.augment import AUGPIPE_SPECS
+
+        if a.augpipe not in AUGPIPE_SPECS:
+            raise unknown_key_error(f"augment.augpipe={a.augpipe}", [f"augment.augpipe={k}" for k in AUGPIPE_SPECS],
+                                    f"no such pipeline (known: {', '.join(AUGPIPE_SPECS)})")
+        if not 0 <= a.p <= 1:
+            raise ConfigError(f"augment.p={a.p} must be in [0, 1]")
+        if a.mode == "fixed" and a.p == 0:
+            raise ConfigError("augment=fixed with augment.p=0 augments nothing: pass augment.p=P (0 < P <= 1), or "
+                              "augment=ada for an adaptive p")
     if cfg.logger.name not in ("wandb", "csv", "none"):
         raise ConfigError(f"logger.name={cfg.logger.name!r}: use logger=wandb, logger=csv or logger=none")
     if cfg.trainer.strategy not in ("auto", "ddp", "single"):

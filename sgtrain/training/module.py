@@ -36,6 +36,7 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
+from sgtrain.augment import AdaController
 from sgtrain.losses import GANLoss, lazy_regularization
 
 from .cluster import gather_objects, gather_rng_states, restore_rng_state, seed_all
@@ -93,6 +94,10 @@ class GANModule(L.LightningModule):
         loss: ``loss(G=, D=, augment_pipe=) -> GANLoss`` (e.g. ``functools.partial(StyleGAN2Loss, r1_gamma=10)``).
         schedule: progressive schedule, or None.
         augment_pipe: module applied to every image D sees (ADA), or None; its state (e.g. ``p``) is checkpointed.
+        ada_target: with an augment pipe, the target of ADA's overfitting heuristic r_t = E[sign(D(reals))] (Karras
+            et al. 2020, ADA, section 3; NVlabs 0.6); None = fixed p.
+        ada_interval: iterations between adjustments of p (NVlabs 4).
+        ada_kimg: kimg over which p may change by one (NVlabs 500).
         batch: global batch (all ranks together), images per iteration; the base minibatch of a schedule.
         batch_gpu: images per forward/backward pass on one device; None = the per-device batch. Larger values are
             capped at the per-device batch.
@@ -134,6 +139,9 @@ class GANModule(L.LightningModule):
         label_probs: list[float] | None = None,
         seed: int = 0,
         loader_batch: int | None = None,
+        ada_target: float | None = None,
+        ada_interval: int = 4,
+        ada_kimg: float = 500,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["G", "D", "loss", "schedule", "augment_pipe"])
@@ -142,6 +150,8 @@ class GANModule(L.LightningModule):
         self.D = D.train().requires_grad_(False)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.augment_pipe = augment_pipe
+        self.ada = (AdaController(augment_pipe, ada_target, ada_interval, ada_kimg)
+                    if augment_pipe is not None and ada_target is not None else None)
         self.loss = loss(G=self.G, D=self.D, augment_pipe=augment_pipe)
         self.schedule = schedule
         self.batch = int(batch)
@@ -317,6 +327,7 @@ class GANModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         """Gather loader batches into the iteration's minibatch, then run one NVlabs iteration; returns nothing."""
+        self.tick_event = None  # set again only by an iteration that ends a tick
         if not self._pending:
             self._point = self.schedule_point()  # fixed for the whole iteration
         self._pending.append(self._unpack(batch))
@@ -374,6 +385,8 @@ class GANModule(L.LightningModule):
                     )
                     for k, v in terms.items():
                         self._tick_stats.setdefault(k, []).append(v.detach())
+                    if self.ada is not None and "Loss/signs/real" in terms:
+                        self.ada.accumulate(terms["Loss/signs/real"], num=r_img.shape[0])
                 module.requires_grad_(False)
             with torch.autograd.profiler.record_function(name + "_opt"):
                 self._reduce_grads(module)
@@ -383,6 +396,9 @@ class GANModule(L.LightningModule):
             self.update_ema()
         self.cur_nimg += self.minibatch
         self.batch_idx += 1
+        if self.ada is not None:
+            with torch.autograd.profiler.record_function("ada"):
+                self.ada.update(self.batch_idx, self.minibatch)  # a collective: every rank, every iteration
         self._end_of_iteration()
 
     def _apply_schedule(self, point: SchedulePoint) -> None:
@@ -424,6 +440,10 @@ class GANModule(L.LightningModule):
         point = self._point
         if point is not None:
             stats.update(lod=point.lod, minibatch=float(point.minibatch), G_lrate=point.G_lrate, D_lrate=point.D_lrate)
+        if self.augment_pipe is not None:
+            stats["augment_p"] = self.augment_p
+            if self.ada is not None and not math.isnan(float(self.ada.r_t)):
+                stats["ada_r_t"] = float(self.ada.r_t)
         self.tick_event = TickEvent(tick=self.cur_tick, cur_nimg=self.cur_nimg, start_nimg=self.tick_start_nimg,
                                     done=done, stats=stats, sec=now - self._tick_start_time)
         # Advance before the callbacks checkpoint, so a resumed run starts the next tick.
@@ -477,6 +497,11 @@ class GANModule(L.LightningModule):
             self.trainer.should_stop = True
 
     # ------------------------------------------------------------------------------------------------ checkpoint
+    @property
+    def augment_p(self) -> float | None:
+        """The augmentation probability p of the augment pipe (ADA), or None without one."""
+        return float(self.augment_pipe.p) if self.augment_pipe is not None else None
+
     def loss_scalars(self) -> dict[str, float]:
         """The loss's scalar buffers by name (e.g. ``{'pl_mean': 0.12}``), this rank's values."""
         return {name.rsplit(".", 1)[-1]: float(b) for name, b in self.loss.named_buffers() if b.numel() == 1}
@@ -507,6 +532,7 @@ class GANModule(L.LightningModule):
             "total_kimg": self.total_kimg,
             "world_size": self.world,
             **self.loss_scalars(),
+            "augment_p": self.augment_p,
             "rng": states,
             # running statistics a rank updates from its own samples (NVlabs: pl_mean): the state_dict holds rank 0's
             "loss_state_per_rank": gather_objects(self._loss_state()),

@@ -269,8 +269,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         use_labels=cfg.dataset.cond is not False,
     )
     per_device = minibatches_of(cfg, world, int(G.img_resolution))[-1] // world
+    a = cfg.augment
+    pipe = None
+    if a.mode != "none":
+        from sgtrain.augment import augment_pipe
+
+        pipe = augment_pipe(a.augpipe, p=a.p, **OmegaConf.to_container(a.kwargs, resolve=True))
     module = GANModule(
-        G=G, D=D, loss=loss_factory(cfg), schedule=build_schedule(cfg),
+        G=G, D=D, loss=loss_factory(cfg), schedule=build_schedule(cfg), augment_pipe=pipe,
+        ada_target=a.ada_target if a.mode == "ada" else None, ada_interval=a.ada_interval, ada_kimg=a.ada_kimg,
         batch=t.batch, batch_gpu=t.batch_gpu, G_lr=t.G_lr, D_lr=t.D_lr, betas=tuple(t.betas), eps=t.eps,
         G_reg_interval=t.G_reg_interval, D_reg_interval=t.D_reg_interval, ema_kimg=t.ema_kimg,
         ema_rampup=t.ema_rampup, total_kimg=t.kimg, tick_kimg=t.tick_kimg, seed=t.seed, loader_batch=loader_batch,
