@@ -1,0 +1,261 @@
+"""Quality metrics by NVlabs' names: FID, KID, precision/recall, IS, PPL; the API the training callback calls.
+
+Names (NVlabs' ``metrics/metric_main.py``, stylegan3 and stylegan2-ada-pytorch), with any image count ``<N>k``:
+
+=====================  =====================================================================================
+``fid<N>k_full``       FID, ``N``k generated images against every real image (``fid50k_full``)
+``fid<N>k``            FID against the first ``N``k real images (``fid50k``)
+``kid<N>k_full``       KID, up to 1,000,000 real images, 100 subsets of up to 1,000 (``kid50k_full``)
+``kid<N>k``            KID against the first ``N``k real images
+``pr<N>k<K>_full``     precision and recall with k = ``K``, up to 200,000 real images (``pr50k3_full``)
+``pr<N>k<K>``          precision and recall against the first ``N``k real images
+``is<N>k``             Inception Score, 10 splits (``is50k``)
+``ppl2_wend``          PPL in W at path ends, no crop, 50,000 samples (StyleGAN2); also ``ppl_{z,w}{full,end}``
+                       (stylegan2-ada-pytorch, with the face crop) and ``ppl2_{z,w}{full,end}``
+=====================  =====================================================================================
+
+Results use NVlabs' keys: ``{'fid50k_full': x}``, ``{'pr50k3_full_precision': p, 'pr50k3_full_recall': r}``,
+``{'is50k_mean': m, 'is50k_std': s}``, ``{'ppl2_wend': x}``.
+
+:func:`compute_metric` evaluates a generator against real data; :func:`compute_metric_between` compares two image
+sets (FID, KID, PR; IS of the second set). Both run on every rank of an initialised ``torch.distributed`` group
+(each rank calls them with the same arguments) and return the same result on every rank.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from sgtrain.metrics import fid as _fid
+from sgtrain.metrics import inception_score as _is
+from sgtrain.metrics import kid as _kid
+from sgtrain.metrics import ppl as _ppl
+from sgtrain.metrics import precision_recall as _pr
+from sgtrain.metrics.detectors import FeatureDetector, find_detector_file, load_detector
+from sgtrain.metrics.feature_stats import (
+    FeatureStats,
+    Progress,
+    compute_dataset_stats,
+    compute_generator_stats,
+    dist_rank_world,
+    progress_printer,
+)
+from sgtrain.metrics.image_sources import ImageSource, open_image_source
+from sgtrain.metrics.metric_names import MetricSpec, is_valid_metric, list_metric_patterns, parse_metric
+
+__all__ = [
+    "MetricOptions",
+    "MetricSpec",
+    "compute_metric",
+    "compute_metric_between",
+    "is_valid_metric",
+    "list_metric_patterns",
+    "parse_metric",
+]
+
+
+@dataclass
+class MetricOptions:
+    """Everything a metric computation reads (NVlabs' ``MetricOptions``), with sgtrain's sources and files.
+
+    Attributes:
+        G: generator (None when comparing two image sets).
+        G_kwargs: extra generator arguments.
+        data: real images (:class:`ImageSource`), or None.
+        fake: a second image set that replaces the generator, or None.
+        detectors: ``{'inception': path or None, 'vgg16': path or None}``; None = search (see
+            :func:`sgtrain.metrics.detectors.find_detector_file`).
+        device: where networks run.
+        cache: use the real-statistics cache; cache_dir: its directory.
+        seed: seed of generated samples, KID subsets and PPL paths.
+        batch_size: images per feature-network call (and per generated batch); batch_gen: per G call.
+        workers: image decoding threads.
+        progress: ``progress(what, done, total)`` on rank 0, or None.
+    """
+
+    G: torch.nn.Module | None = None
+    G_kwargs: dict[str, Any] = field(default_factory=dict)
+    data: ImageSource | None = None
+    fake: ImageSource | None = None
+    detectors: dict[str, str | None] = field(default_factory=dict)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    cache: bool = True
+    cache_dir: str | None = None
+    seed: int = 0
+    batch_size: int = 64
+    batch_gen: int | None = None
+    workers: int = 0
+    progress: Progress | None = None
+
+    def detector_path(self, kind: str) -> str:
+        """The file of feature network ``kind``; raises DetectorNotFoundError at once when there is none."""
+        return find_detector_file(kind, self.detectors.get(kind), cache_dir=self.cache_dir)
+
+    def detector(self, kind: str, lpips: bool = False) -> FeatureDetector:
+        """The opened feature network ``kind`` on ``device`` (a VGG16 state dict is accepted for ``lpips``)."""
+        return load_detector(self.detector_path(kind), self.device, allow_vgg_state_dict=lpips)
+
+    def label_sampler(self) -> Callable[[int, torch.Generator], torch.Tensor] | None:
+        """``labels(n, generator)`` drawing labels of random real images, or None without real data."""
+        return self.data.sample_labels if self.data is not None else None
+
+    def real_stats(self, kind: str, detector_kwargs: dict[str, Any], max_items: int | None,
+                   capture_all: bool = False, capture_mean_cov: bool = False) -> FeatureStats:
+        """Features of the first ``max_items`` real images (cached)."""
+        if self.data is None:
+            raise ValueError("this metric needs real images: pass data=... (--data or --real)")
+        return compute_dataset_stats(self.data, self.detector(kind), detector_kwargs, max_items, capture_all,
+                                     capture_mean_cov, self.batch_size, self.workers, self.cache, self.cache_dir,
+                                     self.progress)
+
+    def fake_stats(self, kind: str, detector_kwargs: dict[str, Any], num: int, capture_all: bool = False,
+                   capture_mean_cov: bool = False) -> FeatureStats:
+        """Features of ``num`` generated images, or of the first ``num`` images of the fake set."""
+        if self.fake is not None:
+            if self.fake.count < num:
+                raise ValueError(f"the second image set holds {self.fake.count} images but the metric needs {num}; "
+                                 f"pass num_gen={self.fake.count} (--num-gen) or a metric with a smaller count")
+            return compute_dataset_stats(self.fake, self.detector(kind), detector_kwargs, num, capture_all,
+                                         capture_mean_cov, self.batch_size, self.workers, self.cache, self.cache_dir,
+                                         self.progress)
+        if self.G is None:
+            raise ValueError("no generator and no second image set to evaluate")
+        return compute_generator_stats(self.G, self.detector(kind), detector_kwargs, num, capture_all,
+                                       capture_mean_cov, self.batch_size, self.batch_gen, self.seed,
+                                       self.label_sampler(), self.G_kwargs, self.progress)
+
+
+def _run(spec: MetricSpec, opts: MetricOptions, num_gen: int) -> dict[str, float]:
+    p = spec.params
+    if spec.kind == "fid":
+        return {spec.name: _fid.compute_fid(opts, spec.max_real, num_gen)}
+    if spec.kind == "kid":
+        return {spec.name: _kid.compute_kid(opts, spec.max_real, num_gen, p["num_subsets"], p["max_subset_size"])}
+    if spec.kind == "pr":
+        precision, recall = _pr.compute_pr(opts, spec.max_real, num_gen, p["nhood_size"], p["row_batch_size"],
+                                           p["col_batch_size"])
+        return {f"{spec.name}_precision": precision, f"{spec.name}_recall": recall}
+    if spec.kind == "is":
+        mean, std = _is.compute_is(opts, num_gen, p["num_splits"])
+        return {f"{spec.name}_mean": mean, f"{spec.name}_std": std}
+    return {spec.name: _ppl.compute_ppl(opts, num_gen, p["epsilon"], p["space"], p["sampling"], p["crop"],
+                                        p["batch_size"])}
+
+
+def _detector_paths(detector: Any) -> dict[str, str | None]:
+    if detector is None:
+        return {}
+    if isinstance(detector, dict):
+        return dict(detector)
+    return {"inception": detector, "vgg16": detector}
+
+
+def _finish(spec: MetricSpec, opts: MetricOptions, num_gen: int, start: float) -> dict[str, Any]:
+    results = _run(spec, opts, num_gen)
+    rank, world = dist_rank_world()
+    if world > 1:  # rank 0's values everywhere (NVlabs' broadcast)
+        values = torch.tensor(list(results.values()), dtype=torch.float64)
+        comm = opts.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+        values = values.to(comm)
+        torch.distributed.broadcast(values, src=0)
+        results = dict(zip(results, values.cpu().tolist()))
+    return dict(results=results, metric=spec.name, sec=time.time() - start, num_gpus=world, num_gen=num_gen,
+                seed=opts.seed)
+
+
+def _make_opts(spec: MetricSpec, detector: Any, device: Any, cache: bool, cache_dir: Any, seed: int,
+               batch_size: int, batch_gen: int | None, workers: int, progress: Any, **kw: Any) -> MetricOptions:
+    rank, _ = dist_rank_world()
+    if progress is True:
+        progress = progress_printer(spec.name) if rank == 0 else None
+    elif progress is False:
+        progress = None
+    opts = MetricOptions(detectors=_detector_paths(detector), device=torch.device(device), cache=cache,
+                         cache_dir=None if cache_dir is None else str(cache_dir), seed=int(seed),
+                         batch_size=int(batch_size), batch_gen=batch_gen, workers=int(workers), progress=progress,
+                         **kw)
+    opts.detector_path(spec.detector)  # a missing file fails here, before any data or network is read
+    return opts
+
+
+def compute_metric(name: str, G: torch.nn.Module, data: Any = None, detector: Any = None, num_gen: int | None = None,
+                   device: torch.device | str | None = None, seed: int = 0, cache: bool = True,
+                   cache_dir: str | None = None, batch_size: int = 64, batch_gen: int | None = None,
+                   G_kwargs: dict[str, Any] | None = None, workers: int = 0,
+                   progress: bool | Progress | None = None) -> dict[str, Any]:
+    """Evaluate metric ``name`` of a generator against real data (NVlabs' ``calc_metric``).
+
+    Call it on every rank of an initialised ``torch.distributed`` group (with the same arguments) to share the work;
+    every rank returns the same result.
+
+    Args:
+        name: NVlabs metric name (see the module docstring), e.g. 'fid50k_full', 'kid10k_full', 'pr50k3_full',
+            'is50k', 'ppl2_wend'.
+        G: generator, ``G(z, c, **G_kwargs)`` -> float [N, C, H, W] in [-1, 1]; attributes ``z_dim``, ``c_dim``
+            (PPL: ``mapping``, ``synthesis``, ``img_resolution``, ``img_channels``). Not modified (a copy runs).
+        data: real images: shard directory, image folder, zip, or an :class:`ImageSource`; required by FID, KID,
+            PR and by any conditional G (labels are those of random real images).
+        detector: path of the feature-network file, or ``{'inception': path, 'vgg16': path}``; None = search
+            ``<cache_dir>/detectors`` and NVlabs' dnnlib cache.
+        num_gen: override the number of generated images (PPL: samples) the name implies.
+        device: where G and the networks run (default: CUDA when available).
+        seed: seed of z, labels, noise, KID subsets and PPL paths.
+        cache: reuse and write cached real statistics; cache_dir: their directory
+            (default ``~/.cache/sgtrain/metrics``).
+        batch_size: images per feature-network call; batch_gen: images per G call (default 4).
+        G_kwargs: extra G arguments (e.g. ``truncation_psi``); NVlabs' metrics use none.
+        workers: image decoding threads for real data.
+        progress: True prints progress to stderr on rank 0; a callable receives ``(what, done, total)``.
+
+    Returns:
+        ``dict(results={key: float}, metric=name, sec=seconds, num_gpus=world size, num_gen=..., seed=...)``.
+
+    Raises:
+        ValueError: unknown metric name, missing data, wrong sizes.
+        DetectorNotFoundError: no feature-network file (raised before anything is read).
+        FileNotFoundError: no data at ``data``.
+    """
+    start = time.time()
+    spec = parse_metric(name)
+    device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    opts = _make_opts(spec, detector, device, cache, cache_dir, seed, batch_size, batch_gen, workers, progress,
+                      G=G, G_kwargs=dict(G_kwargs or {}))
+    if data is not None:
+        opts.data = open_image_source(data)
+    if spec.needs_real and opts.data is None:
+        raise ValueError(f"{name} compares with real images: pass data= (a shard directory, image folder or zip)")
+    if G is None:
+        raise ValueError(f"{name} evaluates a generator: pass G (or use compute_metric_between for two image sets)")
+    if int(getattr(G, "c_dim", 0)) > 0 and opts.data is None:
+        raise ValueError(f"G is conditional (c_dim {G.c_dim}): pass data= so that labels follow the real data")
+    return _finish(spec, opts, int(num_gen) if num_gen is not None else spec.num_gen, start)
+
+
+def compute_metric_between(name: str, real: Any, fake: Any, detector: Any = None, num_gen: int | None = None,
+                           device: torch.device | str | None = None, seed: int = 0, cache: bool = True,
+                           cache_dir: str | None = None, batch_size: int = 64, workers: int = 0,
+                           progress: bool | Progress | None = None) -> dict[str, Any]:
+    """Evaluate metric ``name`` between two image sets: ``real`` as the reference, ``fake`` in place of G.
+
+    The fake side uses its first ``num_gen`` images (the count in the name, e.g. 50,000 for fid50k_full) and fails
+    when it holds fewer; IS reads only ``fake``; PPL needs a generator and is refused. Both sets are cached.
+    Arguments as :func:`compute_metric`.
+
+    Raises:
+        ValueError: PPL, or a fake set smaller than ``num_gen``.
+    """
+    start = time.time()
+    spec = parse_metric(name)
+    if spec.kind == "ppl":
+        raise ValueError(f"{name} walks the latent space of a generator; it cannot compare two image sets")
+    device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    opts = _make_opts(spec, detector, device, cache, cache_dir, seed, batch_size, None, workers, progress)
+    opts.fake = open_image_source(fake)
+    if spec.needs_real:
+        opts.data = open_image_source(real)
+    return _finish(spec, opts, int(num_gen) if num_gen is not None else spec.num_gen, start)
