@@ -1,5 +1,6 @@
-// sgtrain fused ops: CUDA kernels. Each thread computes whole output elements with the header functions of
-// bias_act.h and upfirdn2d.h; the loops are grid-strided so any size fits any grid.
+// sgtrain fused ops: CUDA kernels. bias_act and upfirdn2d: each thread computes whole output elements with the
+// header functions of bias_act.h and upfirdn2d.h; filtered_lrelu: each block computes whole output tiles in shared
+// memory with filtered_lrelu.h. The loops are grid-strided so any size fits any grid.
 #include <c10/cuda/CUDAStream.h>
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAException.h>
@@ -7,6 +8,7 @@
 #include <algorithm>
 
 #include "bias_act.h"
+#include "filtered_lrelu.h"
 #include "upfirdn2d.h"
 
 namespace sgt {
@@ -56,6 +58,15 @@ struct Upfirdn2dLauncher {
     }
 };
 
+template <class T>
+__global__ void __launch_bounds__(kThreads) filtered_lrelu_kernel(FilteredLreluParams p) {
+    using S = typename Acc<T>::type;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    S* sm = reinterpret_cast<S*>(smem_raw);
+    for (int64_t item = blockIdx.x; item < p.num_items; item += gridDim.x)
+        filtered_lrelu_tile<T>(p, item, sm, int(threadIdx.x), int(blockDim.x));
+}
+
 }  // namespace
 
 void launch_bias_act(const BiasActParams& p, c10::ScalarType dtype) {
@@ -73,6 +84,18 @@ void launch_upfirdn2d(const Upfirdn2dParams& p, c10::ScalarType dtype) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "sgtrain_upfirdn2d", [&] {
         Upfirdn2dLauncher<scalar_t> launcher{p, stream};
         dispatch_upfirdn2d(p, launcher);
+    });
+}
+
+void launch_filtered_lrelu(const FilteredLreluParams& p, c10::ScalarType dtype) {
+    if (p.num_items == 0) return;
+    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    const unsigned grid = unsigned(std::min<int64_t>(p.num_items, 65535LL * 32));
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "sgtrain_filtered_lrelu", [&] {
+        using S = typename Acc<scalar_t>::type;
+        const size_t smem = size_t(p.smem_elems) * sizeof(S);
+        filtered_lrelu_kernel<scalar_t><<<grid, kThreads, smem, stream>>>(p);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
 }
 

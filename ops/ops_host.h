@@ -2,6 +2,8 @@
 // emulation (cpu_emulation.cpp). The Python side (sgtrain/ops/fused.py) calls
 //   bias_act(x, b, xref, yref, dy, grad, dim, act, alpha, gain, clamp) -> Tensor
 //   upfirdn2d(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain) -> Tensor
+//   filtered_lrelu(x, fu, fd, b, si, up, down, px0, px1, py0, py1, sx, sy, gain, slope, clamp, flip, write_signs)
+//       -> (Tensor y, Tensor signs)
 // with empty tensors standing for "absent".
 #pragma once
 
@@ -9,7 +11,10 @@
 
 #include <climits>
 
+#include <tuple>
+
 #include "bias_act.h"
+#include "filtered_lrelu.h"
 #include "upfirdn2d.h"
 
 namespace sgt {
@@ -112,6 +117,102 @@ inline torch::Tensor prepare_upfirdn2d(Upfirdn2dParams& p, const torch::Tensor& 
     p.channels_last = (fmt == at::MemoryFormat::ChannelsLast) ? 1 : 0;
     p.size_out = y.numel();
     return y;
+}
+
+// Dynamic shared memory a filtered_lrelu tile may use (the default limit of every CUDA GPU since Kepler).
+constexpr int64_t kFlreluSmemLimit = 48 * 1024;
+
+// Validates the arguments of filtered_lrelu, allocates the output (contiguous NCHW) and, with write_signs, the sign
+// bytes [N, C, tmp_h, tmp_w] (zeros), and fills the kernel parameters. With a non-empty si the sign bytes are read
+// from si, whose pixel (t + sy, t + sx) belongs to this operation's tmp pixel (t, t) (see filtered_lrelu.h).
+inline std::tuple<torch::Tensor, torch::Tensor> prepare_filtered_lrelu(
+    FilteredLreluParams& p, const torch::Tensor& x, const torch::Tensor& fu, const torch::Tensor& fd,
+    const torch::Tensor& b, const torch::Tensor& si, int64_t up, int64_t down, int64_t px0, int64_t px1,
+    int64_t py0, int64_t py1, int64_t sx, int64_t sy, double gain, double slope, double clamp, bool flip,
+    bool write_signs) {
+    check_floating(x, "filtered_lrelu: x");
+    TORCH_CHECK(x.dim() == 4, "filtered_lrelu: x must be [N, C, H, W], got ", x.dim(), " dimensions");
+    TORCH_CHECK(x.numel() > 0, "filtered_lrelu: x must be non-empty");
+    for (const torch::Tensor* f : {&fu, &fd}) {
+        TORCH_CHECK(f->dim() == 1 || f->dim() == 2, "filtered_lrelu: fu and fd must be [taps] or [fh, fw]");
+        TORCH_CHECK(f->dtype() == torch::kFloat && f->device() == x.device() && f->is_contiguous(),
+                    "filtered_lrelu: fu and fd must be contiguous float32 tensors on x's device");
+        TORCH_CHECK(f->numel() > 0, "filtered_lrelu: fu and fd must be non-empty (ones([1, 1]) for identity)");
+    }
+    TORCH_CHECK(b.numel() == 0 || (b.dim() == 1 && b.size(0) == x.size(1) && b.dtype() == x.dtype() &&
+                                   b.device() == x.device() && b.is_contiguous()),
+                "filtered_lrelu: b must be a contiguous [C] tensor of x's dtype and device (empty for no bias)");
+    TORCH_CHECK(up >= 1 && down >= 1, "filtered_lrelu: up and down must be >= 1");
+    TORCH_CHECK(gain > 0 && slope >= 0, "filtered_lrelu: gain must be > 0 and slope >= 0");
+    TORCH_CHECK(!(write_signs && si.numel() > 0), "filtered_lrelu: cannot both read and write the sign bytes");
+    TORCH_CHECK(x.size(3) * up + px0 + px1 <= INT_MAX / 2 && x.size(2) * up + py0 + py1 <= INT_MAX / 2,
+                "filtered_lrelu: image too large");
+
+    p.fu_sep = fu.dim() == 1 ? 1 : 0;
+    p.fd_sep = fd.dim() == 1 ? 1 : 0;
+    p.fu_w = int(fu.size(-1));
+    p.fu_h = int(fu.size(0));
+    p.fd_w = int(fd.size(-1));
+    p.fd_h = int(fd.size(0));
+    const int64_t tmp_w = x.size(3) * up + px0 + px1 - p.fu_w + 1;
+    const int64_t tmp_h = x.size(2) * up + py0 + py1 - p.fu_h + 1;
+    TORCH_CHECK(tmp_w >= p.fd_w && tmp_h >= p.fd_h,
+                "filtered_lrelu: the upsampled, padded and filtered image is smaller than fd (empty output)");
+    const int64_t out_w = (tmp_w - p.fd_w) / down + 1;
+    const int64_t out_h = (tmp_h - p.fd_h) / down + 1;
+
+    torch::Tensor y = torch::empty({x.size(0), x.size(1), out_h, out_w}, x.options());
+    torch::Tensor so = torch::empty({0}, x.options().dtype(torch::kUInt8));
+    if (write_signs) so = torch::zeros({x.size(0), x.size(1), tmp_h, tmp_w}, x.options().dtype(torch::kUInt8));
+    if (si.numel() > 0) {
+        TORCH_CHECK(si.dim() == 4 && si.size(0) == x.size(0) && si.size(1) == x.size(1) &&
+                        si.dtype() == torch::kUInt8 && si.device() == x.device() && si.is_contiguous(),
+                    "filtered_lrelu: si must be the contiguous uint8 [N, C, h, w] sign tensor of the forward pass");
+    }
+    TORCH_CHECK(max_offset(x) <= INT64_MAX / 2 && y.numel() < INT_MAX && so.numel() < INT64_MAX / 2,
+                "filtered_lrelu: tensor too large");
+
+    p.x = x.data_ptr();
+    p.b = b.numel() ? b.data_ptr() : nullptr;
+    p.fu = fu.data_ptr<float>();
+    p.fd = fd.data_ptr<float>();
+    p.y = y.data_ptr();
+    p.up = int(up);
+    p.down = int(down);
+    p.pad_x0 = int(px0);
+    p.pad_y0 = int(py0);
+    p.flip = flip ? 1 : 0;
+    p.gain = gain;
+    p.slope = slope;
+    p.clamp = clamp;
+    p.in_w = int(x.size(3));
+    p.in_h = int(x.size(2));
+    p.channels = int(x.size(1));
+    p.in_sw = x.stride(3); p.in_sh = x.stride(2); p.in_sc = x.stride(1); p.in_sn = x.stride(0);
+    p.out_w = int(out_w);
+    p.out_h = int(out_h);
+    p.out_sw = y.stride(3); p.out_sh = y.stride(2); p.out_sc = y.stride(1); p.out_sn = y.stride(0);
+    p.tmp_w = int(tmp_w);
+    p.tmp_h = int(tmp_h);
+    if (write_signs) {
+        p.sign_mode = kSignsWrite;
+        p.signs = so.data_ptr<uint8_t>();
+        p.s_w = int(tmp_w); p.s_h = int(tmp_h); p.sx = 0; p.sy = 0;
+    } else if (si.numel() > 0) {
+        p.sign_mode = kSignsRead;
+        p.signs = const_cast<uint8_t*>(si.data_ptr<uint8_t>());
+        p.s_w = int(si.size(3)); p.s_h = int(si.size(2)); p.sx = int(sx); p.sy = int(sy);
+    } else {
+        p.sign_mode = kSignsNone;
+        p.signs = nullptr;
+        p.s_w = p.s_h = p.sx = p.sy = 0;
+    }
+    const int64_t elem = (x.scalar_type() == torch::kDouble) ? 8 : 4;
+    TORCH_CHECK(flrelu_choose_tiles(p, elem, kFlreluSmemLimit),
+                "filtered_lrelu: filters too large for the fused kernel (", p.fu_h, "x", p.fu_w, ", ", p.fd_h, "x",
+                p.fd_w, "); use impl='ref'");
+    p.num_items = x.size(0) * x.size(1) * int64_t(p.tiles_x) * p.tiles_y;
+    return {y, so};
 }
 
 }  // namespace sgt

@@ -65,7 +65,8 @@ def test_auto_uses_fused_when_the_extension_loads(monkeypatch):
     monkeypatch.setattr(build, "load_extension", lambda device=None: calls.append(device) or types.ModuleType("m"))
     assert _backend.use_fused("bias_act", x) is True
     assert _backend.use_fused("upfirdn2d", x) is True
-    assert _backend.use_fused("filtered_lrelu", x) is False  # no fused kernel for it
+    assert _backend.use_fused("filtered_lrelu", x) is True
+    assert _backend.use_fused("conv2d_resample", x) is False  # no fused kernel of its own (built on upfirdn2d)
     assert len(calls) == 1  # loaded once, then cached
 
 

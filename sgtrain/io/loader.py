@@ -55,7 +55,7 @@ def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         FileNotFoundError: nothing at ``path``.
         UnsafePickleError: a pickle names a global outside the allow-list (nothing from it was executed).
         UnsupportedNetworkError: a known container holding an architecture sgtrain cannot build (the message names
-            it), e.g. a StyleGAN3 generator.
+            it).
         NetworkFileError: not a network file sgtrain knows.
     """
     p = Path(path)

@@ -4,7 +4,8 @@ A training snapshot (``network-snapshot-<kimg>.pkl``, written by NVlabs' ``train
 ``dict(G, D, G_ema, augment_pipe, training_set_kwargs)``; their pretrained files have the same keys. Each network is a
 :class:`~sgtrain.io.safe_pickle.PersistentRecord`: we read its constructor keywords (``state['_init_kwargs']``),
 recognise the architecture from the class names of its submodules, build the sgtrain class with those keywords and
-load the tensors by key (sgtrain's StyleGAN2 has NVlabs' keys, shapes and buffers).
+load the tensors by key (sgtrain's StyleGAN2 and StyleGAN3 have NVlabs' keys, shapes and buffers). A StyleGAN3
+snapshot holds a ``networks_stylegan3.Generator`` (G, G_ema) and a ``networks_stylegan2.Discriminator`` (D).
 
 Keyword differences handled: stylegan2-ada-pytorch's ``Generator(..., synthesis_kwargs={...})`` is flattened into
 stylegan3's ``Generator(..., **synthesis_kwargs)`` form; ``dnnlib.EasyDict`` becomes ``dict``; numpy scalars become
@@ -75,7 +76,8 @@ def identify(record: PersistentRecord | ForeignModuleRecord) -> str:
     raise UnsupportedNetworkError(
         f"unknown network architecture: class {record.class_name!r} with submodules {inner}"
         + (f" (its embedded source defines {defined})" if defined else "")
-        + "; sgtrain rebuilds NVlabs StyleGAN2 Generator/Discriminator (networks_stylegan2.py / networks.py)"
+        + "; sgtrain rebuilds NVlabs StyleGAN2 Generator/Discriminator (networks_stylegan2.py / networks.py) and "
+        "StyleGAN3 Generator (networks_stylegan3.py)"
     )
 
 
@@ -102,8 +104,8 @@ def record_to_module(record: Any, name: str = "network") -> torch.nn.Module:
         ``sgtrain.models.<family>.<class>`` in eval mode with NVlabs' weights and buffers, CPU float32.
 
     Raises:
-        UnsupportedNetworkError: unknown architecture, a family sgtrain does not have yet (StyleGAN3), keywords
-            sgtrain's class does not take, or tensors that do not fit by key and shape.
+        UnsupportedNetworkError: unknown architecture, a family this sgtrain version lacks, keywords sgtrain's
+            class does not take, or tensors that do not fit by key and shape.
     """
     if not isinstance(record, PersistentRecord):
         raise UnsupportedNetworkError(f"{name} is a {type(record).__name__}, not an NVlabs persistent network")

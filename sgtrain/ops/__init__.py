@@ -1,5 +1,6 @@
 """Ops with a reference (pure PyTorch) and a fused implementation behind one signature.
 
-``bias_act``, ``upfirdn2d`` (with ``setup_filter``, ``filter2d``, ``upsample2d``, ``downsample2d``) and
-``conv2d_resample``; ``impl='auto'`` picks the fused kernel where ``sgtrain.ops._backend.use_fused`` allows.
+``bias_act``, ``upfirdn2d`` (with ``setup_filter``, ``filter2d``, ``upsample2d``, ``downsample2d``),
+``conv2d_resample`` and ``filtered_lrelu`` (StyleGAN3); ``impl='auto'`` picks the fused kernel where
+``sgtrain.ops._backend.use_fused`` allows.
 """

@@ -1,7 +1,8 @@
 """Choice between the reference and the fused implementation of an op, made at every call.
 
-``bias_act`` and ``upfirdn2d`` (``impl='auto'``) ask :func:`use_fused`; when it says True they call
-``sgtrain.ops.fused.bias_act_fused`` / ``upfirdn2d_fused`` with normalised arguments:
+``bias_act``, ``upfirdn2d`` and ``filtered_lrelu`` (``impl='auto'``) ask :func:`use_fused`; when it says True they
+call ``sgtrain.ops.fused.bias_act_fused`` / ``upfirdn2d_fused`` / ``filtered_lrelu_fused`` with normalised
+arguments:
 
 - ``bias_act_fused(x, b, dim, act, alpha, gain, clamp)``: ``b`` a 1-D tensor or None, ``dim`` a non-negative int,
   ``act`` a key of ``sgtrain.ops.bias_act.activation_funcs``, ``alpha`` and ``gain`` floats (defaults resolved),
@@ -9,6 +10,11 @@
 - ``upfirdn2d_fused(x, f, up, down, padding, flip_filter, gain)``: ``f`` a float32 filter tensor of ndim 1 or 2 on
   ``x.device`` (never None), ``up`` = (upx, upy) and ``down`` = (downx, downy) int tuples, ``padding`` =
   (padx0, padx1, pady0, pady1) int tuple, ``flip_filter`` bool, ``gain`` float.
+- ``filtered_lrelu_fused(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter)``: ``fu``/``fd`` float32
+  filters of ndim 1 or 2 or None, ``b`` a 1-D tensor of x's dtype or None, ``up``/``down`` ints, ``padding`` a
+  (px0, px1, py0, py1) int tuple, ``gain``/``slope`` floats, ``clamp`` a float >= 0 or None, ``flip_filter`` bool.
+  ``filtered_lrelu`` keeps filters too large for the kernel's shared memory (dozens of taps per axis, see
+  ``sgtrain.ops.filtered_lrelu.fused_kernel_fits``) on the reference path.
 
 Policy (``SGTRAIN_OPS``, see ``sgtrain.ops.build``): the fused path runs only for CUDA tensors of a floating dtype
 the kernels handle, never while ``torch.compile`` traces (the pybind kernels are opaque to it; inductor fuses the
@@ -22,7 +28,7 @@ import torch
 
 __all__ = ["FUSED_OPS", "SUPPORTED_DTYPES", "use_fused"]
 
-FUSED_OPS = frozenset({"bias_act", "upfirdn2d"})
+FUSED_OPS = frozenset({"bias_act", "upfirdn2d", "filtered_lrelu"})
 SUPPORTED_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
 
 
@@ -37,7 +43,7 @@ def _on_cuda(x: torch.Tensor) -> bool:
 
 
 def use_fused(op: str, x: torch.Tensor) -> bool:
-    """Whether ``op`` ('bias_act' or 'upfirdn2d') should run fused for input ``x``.
+    """Whether ``op`` ('bias_act', 'upfirdn2d' or 'filtered_lrelu') should run fused for input ``x``.
 
     True only when ``SGTRAIN_OPS`` is not 'ref', ``x`` is a CUDA tensor of float16/bfloat16/float32/float64, no
     ``torch.compile`` trace is running, and the extension is built (the first such call builds it; later calls

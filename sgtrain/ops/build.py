@@ -25,6 +25,7 @@ prints the compiler's output.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -36,7 +37,6 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-import importlib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 CSRC_DIR = Path(next(iter(importlib.import_module("sgtrain.ops.csrc").__path__)))  # the repo's ops/ (setup.py)
-HEADERS = ("sgt_common.h", "bias_act.h", "upfirdn2d.h", "ops_host.h")
+HEADERS = ("sgt_common.h", "bias_act.h", "upfirdn2d.h", "filtered_lrelu.h", "ops_host.h")
 CUDA_SOURCES = ("ops.cpp", "kernels.cu")
 EMULATION_SOURCES = ("cpu_emulation.cpp",)
 MODES = ("auto", "fused", "ref")
@@ -348,7 +348,8 @@ def load_extension(
         src_dir: Directory of the sources (tests point it elsewhere).
 
     Returns:
-        The extension module, with ``bias_act(...)`` and ``upfirdn2d(...)`` (see ``csrc/ops_host.h``).
+        The extension module, with ``bias_act(...)``, ``upfirdn2d(...)`` and ``filtered_lrelu(...)`` (see
+        ``csrc/ops_host.h``).
 
     Raises:
         BuildError: no CUDA device, no toolkit/ninja/compiler, compile error, or lock timeout; with the reason.

@@ -1,9 +1,10 @@
-"""Fused CUDA paths of ``bias_act`` and ``upfirdn2d`` as autograd Functions with first- and second-order gradients.
+"""Fused CUDA paths of ``bias_act``, ``upfirdn2d`` and ``filtered_lrelu`` as autograd Functions with first- and
+second-order gradients.
 
-``sgtrain.ops.bias_act.bias_act`` and ``sgtrain.ops.upfirdn2d.upfirdn2d`` call these after normalising their
-arguments, when ``sgtrain.ops._backend.use_fused`` says the fused kernels are available for the tensor. The
-gradient structure follows NVlabs' design (``torch_utils/ops/bias_act.py``, ``upfirdn2d.py``; Karras et al. 2020,
-StyleGAN2, appendix B), written anew:
+``sgtrain.ops.bias_act.bias_act``, ``sgtrain.ops.upfirdn2d.upfirdn2d`` and ``sgtrain.ops.filtered_lrelu.filtered_lrelu``
+call these after normalising their arguments, when ``sgtrain.ops._backend.use_fused`` says the fused kernels are
+available for the tensor. The gradient structure follows NVlabs' design (``torch_utils/ops/bias_act.py``,
+``upfirdn2d.py``, ``filtered_lrelu.py``; Karras et al. 2020, StyleGAN2, appendix B), written anew:
 
 - bias_act: the forward kernel (grad=0) saves the input and/or the output; its backward is a second autograd
   Function whose forward is the grad=1 kernel and whose backward uses the grad=2 kernel (second derivative of the
@@ -11,6 +12,12 @@ StyleGAN2, appendix B), written anew:
 - upfirdn2d: the gradient of upfirdn2d is upfirdn2d with up and down swapped, the filter flipped and the padding
   mirrored, so it is built from the same Function and differentiable to any order. Separable (1-D) filters run
   as a horizontal pass then a vertical pass.
+- filtered_lrelu (StyleGAN3, Karras et al. 2021, appendix D): the forward kernel keeps one sign byte per upsampled
+  pixel (negative side of the leaky ReLU, clamped). The gradient is the same kernel transposed (up and down
+  swapped, fu and fd swapped, filters flipped, mirrored padding, gain * up^2 / down^2) reading those bytes instead
+  of applying the activation; that operation is linear in its input, so its own gradient is the same kernel again
+  and every order of derivative works. The derivatives through the signs are zero, as the reference's are (the
+  second derivative of a leaky ReLU and of a clamp is zero almost everywhere).
 
 The kernels come from :func:`sgtrain.ops.build.get_extension` (CUDA), or from the module set with
 :func:`extension_override` (tests use the host emulation of the kernels to check this file on CPU).
@@ -25,7 +32,7 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["FUSED_ACTIVATIONS", "bias_act_fused", "extension_override", "upfirdn2d_fused"]
+__all__ = ["FUSED_ACTIVATIONS", "bias_act_fused", "extension_override", "filtered_lrelu_fused", "upfirdn2d_fused"]
 
 
 @dataclass(frozen=True)
@@ -53,8 +60,8 @@ _override: ModuleType | None = None
 
 @contextmanager
 def extension_override(module: ModuleType | None) -> Iterator[None]:
-    """Within the block, run the fused Functions on ``module`` (same ``bias_act``/``upfirdn2d`` entry points as the
-    CUDA extension; e.g. ``sgtrain.ops.build.load_emulation()``) instead of the CUDA build."""
+    """Within the block, run the fused Functions on ``module`` (same ``bias_act``/``upfirdn2d``/``filtered_lrelu``
+    entry points as the CUDA extension; e.g. ``sgtrain.ops.build.load_emulation()``) instead of the CUDA build."""
     global _override
     old, _override = _override, module
     try:
@@ -299,3 +306,130 @@ def upfirdn2d_fused(
         float(gain),
     )
     return _Upfirdn2d.apply(x, f, cfg)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# filtered_lrelu
+
+
+@dataclass(frozen=True)
+class _FlreluCfg:
+    up: int
+    down: int
+    padding: tuple[int, int, int, int]
+    gain: float
+    slope: float
+    clamp: float  # -1 = no clamping
+    flip: bool
+
+
+def _filter_hw(f: torch.Tensor) -> tuple[int, int]:
+    return int(f.shape[-1]), int(f.shape[0])  # a separable [taps] filter is taps x taps
+
+
+class _FilteredLRelu(torch.autograd.Function):
+    """y = filtered_lrelu(x, b) (si None: write the sign bytes if a gradient is needed), or, with si, the transposed
+    operation of a forward pass that reads them (linear in x; b is None there)."""
+
+    @staticmethod
+    def forward(ctx, x, b, fu, fd, si, cfg: _FlreluCfg, sx: int, sy: int):  # type: ignore[override]
+        write = si is None and (ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
+        empty_signs = torch.empty([0], dtype=torch.uint8, device=x.device)
+        px0, px1, py0, py1 = cfg.padding
+        y, so = _ext(x).filtered_lrelu(
+            x,
+            fu,
+            fd,
+            b if b is not None else _empty(x),
+            si if si is not None else empty_signs,
+            cfg.up,
+            cfg.down,
+            px0,
+            px1,
+            py0,
+            py1,
+            sx,
+            sy,
+            cfg.gain,
+            cfg.slope,
+            cfg.clamp,
+            cfg.flip,
+            write,
+        )
+        ctx.save_for_backward(fu, fd, si if si is not None else so)
+        ctx.cfg = cfg
+        ctx.s_ofs = (sx, sy)
+        ctx.x_hw = (int(x.shape[2]), int(x.shape[3]))
+        ctx.y_hw = (int(y.shape[2]), int(y.shape[3]))
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):  # type: ignore[override]
+        fu, fd, signs = ctx.saved_tensors
+        cfg: _FlreluCfg = ctx.cfg
+        dx = db = None
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            (xh, xw), (yh, yw) = ctx.x_hw, ctx.y_hw
+            (fu_w, fu_h), (fd_w, fd_h) = _filter_hw(fu), _filter_hw(fd)
+            px0, _, py0, _ = cfg.padding
+            up, down = cfg.up, cfg.down
+            padding = (
+                (fu_w - 1) + (fd_w - 1) - px0,
+                xw * up - yw * down + px0 - (up - 1),
+                (fu_h - 1) + (fd_h - 1) - py0,
+                xh * up - yh * down + py0 - (up - 1),
+            )
+            tcfg = _FlreluCfg(down, up, padding, cfg.gain * up**2 / down**2, cfg.slope, -1.0, not cfg.flip)
+            sx, sy = ctx.s_ofs
+            dx = _FilteredLRelu.apply(dy, None, fd, fu, signs, tcfg, sx - (fu_w - 1) + px0, sy - (fu_h - 1) + py0)
+        if ctx.needs_input_grad[1]:
+            db = dx.sum([0, 2, 3])
+        return dx, db, None, None, None, None, None, None
+
+
+def filtered_lrelu_fused(
+    x: torch.Tensor,
+    fu: torch.Tensor | None,
+    fd: torch.Tensor | None,
+    b: torch.Tensor | None,
+    up: int,
+    down: int,
+    padding: tuple[int, int, int, int],
+    gain: float,
+    slope: float,
+    clamp: float | None,
+    flip_filter: bool,
+) -> torch.Tensor:
+    """Fused filtered leaky ReLU; arguments already checked and normalised by ``filtered_lrelu``.
+
+    Args:
+        x: [N, C, H, W] float16/bfloat16/float32/float64 on CUDA (or CPU under :func:`extension_override` with the
+            host emulation), any strides.
+        fu, fd: float32 filters [taps] (separable) or [fh, fw], or None (identity).
+        b: [C] bias of x's dtype, or None.
+        up, down: Integer factors >= 1. padding: (x0, x1, y0, y1) of the upsampled image.
+        gain: > 0. slope: >= 0. clamp: >= 0 or None. flip_filter: correlation instead of convolution.
+
+    Returns:
+        [N, C, out_h, out_w] contiguous, x's dtype (computed in float32, float64 for float64 input);
+        differentiable to any order in x and b (not in the filters).
+
+    Raises:
+        RuntimeError: the fused ops are unavailable or the kernel rejects the arguments (message from
+        ``csrc/ops_host.h``).
+    """
+    ones = torch.ones([1, 1], dtype=torch.float32, device=x.device)
+    fu = ones if fu is None else fu.to(device=x.device, dtype=torch.float32).contiguous()
+    fd = ones if fd is None else fd.to(device=x.device, dtype=torch.float32).contiguous()
+    if b is not None:
+        b = b.contiguous()
+    cfg = _FlreluCfg(
+        int(up),
+        int(down),
+        tuple(int(p) for p in padding),  # type: ignore[arg-type]
+        float(gain),
+        float(slope),
+        -1.0 if clamp is None else float(clamp),
+        bool(flip_filter),
+    )
+    return _FilteredLRelu.apply(x, b, fu, fd, None, cfg, 0, 0)
