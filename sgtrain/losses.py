@@ -35,6 +35,7 @@ __all__ = [
     "LogisticLoss",
     "PathLengthRegularizer",
     "StyleGAN2Loss",
+    "StyleGANLoss",
     "WGANGPLoss",
     "blur_images",
     "discriminator_logistic_loss",
@@ -220,7 +221,8 @@ class PathLengthRegularizer(nn.Module):
 
 
 def style_mix(mapping: Callable[..., torch.Tensor], z: torch.Tensor, c: torch.Tensor | None, prob: float = 0.9,
-              update_emas: bool = False, ws: torch.Tensor | None = None) -> torch.Tensor:
+              update_emas: bool = False, ws: torch.Tensor | None = None,
+              max_layers: int | None = None) -> torch.Tensor:
     """Style mixing regularization: with probability ``prob`` the layers from a random cutoff on take a second z.
 
     The cutoff is one integer for the whole batch, drawn uniformly from [1, num_ws) (``random_(1, num_ws)``); with
@@ -236,6 +238,9 @@ def style_mix(mapping: Callable[..., torch.Tensor], z: torch.Tensor, c: torch.Te
         prob: mixing probability in [0, 1] (NVlabs StyleGAN2 config: 0.9).
         update_emas: passed to the first mapping call (updates w_avg when True).
         ws: the unmixed ``mapping(z, c)`` if already computed; None computes it.
+        max_layers: the cutoff is drawn from [1, max_layers) and is max_layers without mixing; None = num_ws.
+            StyleGAN (v1) trains progressively and mixes among the layers the current lod uses only
+            (``num_ws - 2 * floor(lod)``, NVlabs' TF G_style).
 
     Returns:
         ws [N, num_ws, w_dim]; rows ``[:, cutoff:]`` come from the second latent.
@@ -244,8 +249,8 @@ def style_mix(mapping: Callable[..., torch.Tensor], z: torch.Tensor, c: torch.Te
         ws = mapping(z, c, update_emas=update_emas)
     if prob > 0:
         with torch.autograd.profiler.record_function("style_mixing"):
-            num_ws = ws.shape[1]
-            cutoff = torch.empty([], dtype=torch.int64, device=ws.device).random_(1, num_ws)
+            num_ws = ws.shape[1] if max_layers is None else int(max_layers)
+            cutoff = torch.empty([], dtype=torch.int64, device=ws.device).random_(1, max(num_ws, 2))
             cutoff = torch.where(torch.rand([], device=ws.device) < prob, cutoff, torch.full_like(cutoff, num_ws))
             ws2 = mapping(torch.randn_like(z), c, update_emas=False)
             ws = ws.clone()
@@ -546,6 +551,47 @@ class StyleGAN2Loss(GANLoss):
         return (f"r1_gamma={self.r1_gamma}, style_mixing_prob={self.style_mixing_prob}, pl_weight={self.pl_weight}, "
                 f"pl_batch_shrink={self.pl_batch_shrink}, blur_init_sigma={self.blur_init_sigma}, "
                 f"blur_fade_kimg={self.blur_fade_kimg}")
+
+
+class StyleGANLoss(StyleGAN2Loss):
+    """StyleGAN (v1) objective as NVlabs' TF code trains it (Karras et al. 2019, "A Style-Based Generator
+    Architecture for GANs", section 2 and appendix C; NVlabs/stylegan ``training/loss.py``).
+
+    ``G_logistic_nonsaturating`` and ``D_logistic_simplegp``: the non-saturating logistic loss with R1 on reals at
+    every iteration (no lazy regularization: train with ``G_reg_interval``/``D_reg_interval`` null, so the phases are
+    Dboth and Gboth, gain 1), no path length regularization. Where the TF code differs from StyleGAN2's PyTorch loop,
+    this follows the TF code: D trains before G (``phase_order``); style mixing (probability ``G.style_mixing_prob``)
+    draws its cutoff among the layers the current lod uses; every generator pass updates ``w_avg`` (dlatent_avg);
+    in D's phases the fakes get the labels of the real minibatch.
+
+    Args:
+        G: ``sgtrain.models.stylegan.Generator`` (mapping, synthesis with a ``lod`` buffer, ``style_mixing_prob``).
+        D: the discriminator. augment_pipe: applied to every image D sees, or None.
+        r1_gamma: R1 weight (NVlabs 10).
+    """
+
+    phase_order = ("D", "G")
+
+    def __init__(self, G: nn.Module, D: nn.Module, augment_pipe: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 r1_gamma: float = 10.0) -> None:
+        prob = getattr(G, "style_mixing_prob", None)
+        super().__init__(G, D, augment_pipe, r1_gamma=r1_gamma, style_mixing_prob=float(prob or 0), pl_weight=0)
+
+    def run_G(self, z: torch.Tensor, c: torch.Tensor, update_emas: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generate with style mixing among the active layers; w_avg is updated in every pass (TF G_style)."""
+        ws = self.G.mapping(z, c, update_emas=True)
+        lod = float(getattr(self.G.synthesis, "lod", 0.0))
+        active = max(1, ws.shape[1] - 2 * int(math.floor(lod)))
+        ws = style_mix(self.G.mapping, z, c, prob=self.style_mixing_prob, ws=ws, max_layers=active)
+        return self.G.synthesis(ws, update_emas=update_emas), ws
+
+    def accumulate_gradients(self, phase: str, real_img: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
+                             gen_c: torch.Tensor, gain: float, cur_nimg: int,
+                             backward: Callable[[torch.Tensor], Any] | None = None) -> dict[str, torch.Tensor]:
+        """As :meth:`StyleGAN2Loss.accumulate_gradients`; D phases generate with ``real_c`` (TF's D loss)."""
+        if phase.startswith("D"):
+            gen_c = real_c
+        return super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg, backward)
 
 
 class LogisticLoss(GANLoss):

@@ -6,6 +6,7 @@ files are written by rank 0 only, collectives (checkpoint RNG gathering) run on 
     RUN_DIR/config.yaml                      resolved config of the latest start
     RUN_DIR/metrics.jsonl                    one JSON object per tick (kimg, loss terms, img/s, sec/kimg, memory)
     RUN_DIR/metric-swd.jsonl                 SWD against the data at kimg 0 and at the end
+    RUN_DIR/metric-<name>.jsonl              train.metrics (FID, KID...) at every snapshot (NVlabs' layout)
     RUN_DIR/samples/reals.png                a grid of training images
     RUN_DIR/samples/fakes<kimg:06d>.png      the same grid of fixed latents from G_ema, every snap_kimg
     RUN_DIR/network-snapshot-<kimg:06d>.safetensors/.json   exported generators (sgtrain.io.save_network)
@@ -385,6 +386,83 @@ class SWDCallback(Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: GANModule) -> None:
         if pl_module.cur_nimg >= pl_module.total_kimg * 1000:
             self._run(trainer, pl_module)
+
+
+class QualityMetrics(Callback):
+    """``train.metrics`` (NVlabs' names: fid50k_full, kid50k_full, pr50k3_full, is50k, ppl2_wend...) of G_ema at
+    every snapshot tick and at the end, computed by :func:`sgtrain.metrics.compute_metric` on every rank.
+
+    Each result goes into that tick's line of ``metrics.jsonl`` (and the logger) as ``metric/<key>``, with the best
+    value so far as ``metric/<key>_best`` (lowest FID, KID, PPL; highest IS, precision, recall), and into
+    ``RUN_DIR/metric-<name>.jsonl`` in NVlabs' layout. Real-data statistics are cached (``metrics_cache_dir``), so a
+    rerun or another job of a sweep reuses them. A metric that fails prints why and training goes on.
+    Must run before :class:`MetricsJSONL` (it adds to the tick's stats).
+
+    Args:
+        run_dir: the run directory.
+        names: metric names.
+        data: the training data (shard directory or pattern).
+        snap_kimg: interval in kimg (the snapshot interval).
+        detector: feature-network file, or ``{'inception': path, 'vgg16': path}``, or None (search the caches).
+        cache_dir: real-statistics cache directory, None = the default.
+        seed: seed of the generated latents.
+    """
+
+    def __init__(self, run_dir: str, names: list[str], data: str, snap_kimg: float, detector: Any = None,
+                 cache_dir: str | None = None, seed: int = 0) -> None:
+        self.run_dir, self.names, self.data = run_dir, list(names), data
+        self.snap_kimg, self.detector, self.cache_dir, self.seed = snap_kimg, detector, cache_dir, seed
+        self.best: dict[str, float] = {}
+
+    @staticmethod
+    def higher_is_better(key: str) -> bool:
+        return key.startswith(("is", "pr")) and not key.endswith("_std")
+
+    def _remember(self, key: str, value: float) -> float:
+        old = self.best.get(key)
+        if old is None or (value > old if self.higher_is_better(key) else value < old):
+            self.best[key] = value
+        return self.best[key]
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: GANModule) -> None:
+        for name in self.names:  # the best values of the run so far (a resumed run)
+            path = os.path.join(self.run_dir, f"metric-{name}.jsonl")
+            if os.path.exists(path):
+                with open(path) as f:
+                    for line in f:
+                        try:
+                            rec = json.loads(line)
+                        except json.JSONDecodeError:
+                            continue
+                        if rec.get("snapshot_kimg", 0) <= pl_module.kimg:
+                            for k, v in rec.get("results", {}).items():
+                                self._remember(k, float(v))
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: GANModule, *args: Any) -> None:
+        ev = pl_module.tick_event
+        if ev is None or ev.start_nimg == 0 or not ev.crossed(self.snap_kimg):
+            return
+        from sgtrain.metrics import compute_metric
+
+        for name in self.names:
+            try:
+                out = compute_metric(name, pl_module.G_ema, data=self.data, detector=self.detector,
+                                     device=pl_module.device, seed=self.seed, cache_dir=self.cache_dir)
+            except Exception as err:  # a metric must never end a run
+                _echo(trainer, f"metric {name} failed at kimg {ev.kimg:.1f}: {type(err).__name__}: {err}; "
+                               "training continues")
+                continue
+            for key, value in out["results"].items():
+                ev.stats[f"metric/{key}"] = float(value)
+                ev.stats[f"metric/{key}_best"] = self._remember(key, float(value))
+            if trainer.global_rank == 0:
+                rec = {"results": out["results"], "metric": name, "total_time": out["sec"],
+                       "num_gpus": out.get("num_gpus", 1), "snapshot_kimg": round(ev.kimg, 3),
+                       "snapshot_pkl": f"network-snapshot-{kimg_tag(ev.cur_nimg)}", "timestamp": time.time()}
+                with open(os.path.join(self.run_dir, f"metric-{name}.jsonl"), "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                _echo(trainer, f"{name} at kimg {ev.kimg:.1f}: " + ", ".join(
+                    f"{k} {v:.4g}" for k, v in out["results"].items()) + f" ({out['sec']:.0f} s)")
 
 
 class KimgProgressBar(TQDMProgressBar):

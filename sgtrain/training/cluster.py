@@ -11,9 +11,10 @@ job's children with that job's overrides only. This module adds (decisions writt
   handler, in the middle of a training step, into ``default_root_dir``; such a checkpoint cannot resume exactly and
   is not where sgtrain looks. :class:`RequeueOnSignal` replaces it.
 * **Requeue** (:class:`RequeueOnSignal`): a signal only sets a flag. Every few iterations (every iteration in a
-  single process) the ranks agree on the flag (one all-reduce of one integer), the run saves ``checkpoints/last.ckpt`` (atomically, through
-  the trainer's checkpoint IO), rank 0 runs ``scontrol requeue <job>`` for the requeue signals (SIGUSR1 from
-  ``sbatch --signal=USR1@90``, SIGUSR2 from submitit) and the trainer stops. SIGTERM (preemption, ``scancel``, the
+  single process) the ranks agree on the flag (one all-reduce of one integer); once set, the run saves
+  ``checkpoints/last.ckpt`` (atomically, through the trainer's checkpoint IO), rank 0 runs
+  ``scontrol requeue <job>`` for the requeue signals (SIGUSR1 from ``sbatch --signal=USR1@90``, SIGUSR2 from
+  submitit) and the trainer stops. SIGTERM (preemption, ``scancel``, the
   end of the time limit) saves and stops without requeueing: a preempting SLURM requeues the job itself, and
   ``scancel`` means stop.
 * **Local sweeps with DDP** (:func:`ddp_job_scope`): between the jobs of ``sgtrain-train -m ... trainer=ddp`` it

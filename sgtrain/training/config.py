@@ -16,12 +16,14 @@ the Image Quality of StyleGAN", section 2-4).
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
 import functools
 import importlib
 import inspect
 import json
+import operator
 import os
 import re
 from dataclasses import dataclass, field
@@ -57,7 +59,8 @@ class TrainConfig:
     D_lr: float = 0.002  # Discriminator learning rate (with a progressive schedule, the base rate).
     betas: list[float] = field(default_factory=lambda: [0.0, 0.99])  # Adam betas (before lazy-reg adjustment).
     eps: float = 1e-8  # Adam epsilon.
-    ema_kimg: float = 10.0  # Half-life of the G_ema weight average, in kimg.
+    ema_kimg: float = "${sgtrain.eval:'${train.batch} * 10 / 32'}"  # type: ignore[assignment]  # G_ema half-life
+    # in kimg; default NVlabs' batch * 10 / 32 (10 kimg at batch 32).
     ema_rampup: float | None = None  # EMA ramp-up coefficient; None = no ramp-up.
     G_reg_interval: int | None = 4  # G's regularization phase (Greg) every N iterations; None = in Gmain (Gboth).
     D_reg_interval: int | None = 16  # D's regularization phase (Dreg) every N iterations; None = in Dmain (Dboth).
@@ -65,6 +68,10 @@ class TrainConfig:
     snap_kimg: float = 200.0  # Sample grid, network snapshot and kept checkpoint every N kimg.
     keep_ckpts: int = 5  # Number of kimg-stamped checkpoints kept (newest); last.ckpt is always kept.
     grid: list[int] = field(default_factory=lambda: [8, 8])  # Sample grid [width, height] in images.
+    metrics: list[str] = field(default_factory=list)  # G_ema metrics at every snapshot (NVlabs: fid50k_full, ...).
+    metrics_detector: Any = None  # Feature-network file for train.metrics, or {inception: PATH, vgg16: PATH}; None =
+    # search ~/.cache/sgtrain/metrics/detectors and NVlabs' download cache.
+    metrics_cache_dir: str | None = None  # Real-statistics cache; None = ~/.cache/sgtrain/metrics.
     swd: bool = True  # Compute SWD against the data at kimg 0 and at the end.
     swd_images: int = 512  # Real and generated images used for SWD.
     seed: int = 0  # Global seed (network init, per-rank RNG streams, sample grid latents).
@@ -197,6 +204,31 @@ def _data(key: str, *, _root_: DictConfig) -> int:
     raise ConfigError(f"${{sgtrain.data:{key}}}: unknown key {key!r}; use resolution, channels or c_dim")
 
 
+_EVAL_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+             ast.Pow: operator.pow, ast.FloorDiv: operator.floordiv, ast.USub: operator.neg, ast.UAdd: operator.pos}
+
+
+def _eval(expr: Any) -> float:
+    """``sgtrain.eval`` resolver: the value of an arithmetic expression of numbers (``+ - * / // **``, parentheses),
+    for NVlabs' batch-dependent defaults, e.g. ``${sgtrain.eval:'${train.batch} * 10 / 32'}``. Nothing else is
+    evaluated (no names, calls or attributes)."""
+
+    def value(node: ast.AST) -> float:
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in _EVAL_OPS:
+            return _EVAL_OPS[type(node.op)](value(node.left), value(node.right))
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _EVAL_OPS:
+            return _EVAL_OPS[type(node.op)](value(node.operand))
+        raise ConfigError(f"${{sgtrain.eval:{expr}}}: only numbers and + - * / // ** are allowed")
+
+    try:
+        tree = ast.parse(str(expr), mode="eval")
+    except SyntaxError as err:
+        raise ConfigError(f"${{sgtrain.eval:{expr}}}: not an arithmetic expression ({err.msg})") from err
+    return value(tree.body)
+
+
 def register_configs() -> None:
     """Register the schema in Hydra's ConfigStore and the ``sgtrain.*`` resolvers (idempotent)."""
     from hydra.core.config_store import ConfigStore
@@ -207,6 +239,8 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("sgtrain.dataset_name", _dataset_name)
     if not OmegaConf.has_resolver("sgtrain.data"):
         OmegaConf.register_new_resolver("sgtrain.data", _data)
+    if not OmegaConf.has_resolver("sgtrain.eval"):
+        OmegaConf.register_new_resolver("sgtrain.eval", _eval)
     ConfigStore.instance().store(name="train_schema", node=TrainSchema)
 
 
@@ -279,6 +313,10 @@ def check_keys(cfg: DictConfig) -> None:
     for group in ("model", "loss", "schedule"):
         if cfg.get(group) is not None:
             _check_target_nodes(cfg[group], group)
+    if cfg.get("schedule") is not None and "_target_" not in cfg.schedule:
+        raise ConfigError(f"schedule: {sorted(cfg.schedule)} given, but model={cfg.model.get('name')} trains without "
+                          "a progressive schedule (schedule: null); progressive families are model=progan and "
+                          "model=stylegan")
     text = OmegaConf.to_yaml(cfg, resolve=False)
     net_keys = [f"model.{n}.{k}" for n in ("G", "D") if isinstance(cfg.model.get(n), DictConfig) for k in cfg.model[n]]
     for key in cfg.model:
@@ -389,6 +427,33 @@ def minibatches_of(cfg: DictConfig, world: int, resolution: int) -> list[int]:
     return schedule.minibatches(resolution, int(cfg.train.batch), world)
 
 
+def check_metrics(cfg: DictConfig) -> None:
+    """``train.metrics``: known names (NVlabs') and their feature-network files present, before training starts.
+
+    Raises:
+        ConfigError: an unknown metric name (nearest name suggested), or a missing feature file (the message names
+            the file, where NVlabs publishes it and ``train.metrics_detector``).
+    """
+    names = list(cfg.train.metrics or [])
+    if not names:
+        return
+    from sgtrain.metrics.detector_files import DetectorNotFoundError, find_detector_file
+    from sgtrain.metrics.metric_names import is_valid_metric, list_metric_patterns, parse_metric
+
+    for name in names:
+        if not is_valid_metric(str(name)):
+            raise ConfigError(f"train.metrics: unknown metric {name!r}; NVlabs' names: fid50k_full, kid50k_full, "
+                              f"pr50k3_full, is50k, ppl2_wend (patterns: {', '.join(list_metric_patterns())})")
+        kind = parse_metric(str(name)).detector
+        det = cfg.train.metrics_detector
+        path = det.get(kind) if isinstance(det, DictConfig) else det
+        try:
+            find_detector_file(kind, path, cfg.train.metrics_cache_dir)
+        except DetectorNotFoundError as err:
+            raise ConfigError(str(err).replace("--detector PATH (detector= in the API)",
+                                               "train.metrics_detector=PATH")) from err
+
+
 def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
     """Check a composed config before anything heavy is built.
 
@@ -464,6 +529,7 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
                                   f"minibatch-stddev group size {g} (model.mbstd_group_size)")
         if pl_on and shrink and bgpu // int(shrink) < 1:
             raise ConfigError(f"train.batch_gpu={bgpu} is smaller than loss.pl_batch_shrink={shrink}")
+    check_metrics(cfg)
     a = cfg.augment
     if a.mode not in ("ada", "fixed", "none"):
         raise ConfigError(f"augment.mode={a.mode!r}: use augment=ada, augment=fixed or augment=none")

@@ -224,6 +224,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         AtomicCheckpointIO,
         KimgProgressBar,
         MetricsJSONL,
+        QualityMetrics,
         RunCheckpoint,
         SampleGrid,
         SnapshotExport,
@@ -304,7 +305,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                                                                           torch.zeros([1, 0])))
     bgpu = min(t.batch_gpu or per_device, per_device)
     run_info = {"config": OmegaConf.to_container(cfg, resolve=True), "run_dir": run_dir}
-    callbacks: list[Any] = [
+    callbacks: list[Any] = []
+    if t.metrics:  # before MetricsJSONL: the results go into the tick's line
+        det = t.metrics_detector
+        callbacks.append(QualityMetrics(
+            run_dir, list(t.metrics), str(cfg.dataset.path), t.snap_kimg, seed=t.seed, cache_dir=t.metrics_cache_dir,
+            detector=OmegaConf.to_container(det) if OmegaConf.is_config(det) else det))
+    callbacks += [
         MetricsJSONL(run_dir),
         SampleGrid(run_dir, reals[:n_grid], labels[:n_grid], tuple(t.grid), t.snap_kimg, seed=t.seed, batch=bgpu),
         SnapshotExport(run_dir, t.snap_kimg, info=run_info),

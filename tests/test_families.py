@@ -1,0 +1,203 @@
+"""Every family trains through the same seam: model=<family> on a tiny packed dataset, with the progressive schedule
+where the family has one, ADA, and quality metrics during training.
+
+The schedule itself (a pure function of kimg) is checked against NVlabs' training_schedule formula written out here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sgtrain.training.config import ConfigError, compose, validate_config
+from sgtrain.training.schedule import ProgressiveSchedule, process_reals
+
+COMMON = [
+    "train.tick_kimg=0.004", "train.snap_kimg=1000", "train.swd=false", "train.grid=[2,2]", "logger=none",
+    "trainer.progress_bar=false", "dataset.num_workers=0", "dataset.shuffle=16", "run.print_config=false",
+    "trainer=cpu", "trainer.threads=1",
+]
+PROGRESSIVE = ["schedule.lod_initial_resolution=4", "schedule.lod_training_kimg=0.008",
+               "schedule.lod_transition_kimg=0.016", "schedule.minibatch_dict={4:8,8:8,16:4}", "train.batch=4"]
+FAMILIES = {
+    "progan": ["model=progan", "model.resolution=16", "model.fmap_base=64", "model.fmap_max=16",
+               "model.D.mbstd_group_size=2", *PROGRESSIVE],
+    "stylegan": ["model=stylegan", "model.resolution=16", "model.fmap_base=64", "model.fmap_max=16",
+                 "model.latent_size=16", "model.dlatent_size=16", "model.mapping_layers=1",
+                 "model.D.mbstd_group_size=2", *PROGRESSIVE],
+    "dcgan": ["model=dcgan", "model.resolution=16", "model.G.ngf=8", "model.D.ndf=8", "train.batch=4"],
+    "stylegan2": ["model=stylegan2_small", "model.resolution=16", "model.z_dim=16", "model.w_dim=16",
+                  "model.channel_base=128", "model.channel_max=16", "model.mbstd_group_size=2", "train.batch=4"],
+    "stylegan3_t": ["model=stylegan3_t", "model.resolution=16", "model.channel_base=256", "model.channel_max=16",
+                    "model.z_dim=16", "model.w_dim=16", "model.map_layers=1", "model.D.channel_base=128",
+                    "model.D.channel_max=16", "model.mbstd_group_size=2", "model.num_fp16_res=0",
+                    "model.D.num_fp16_res=0", "train.batch=4"],
+}
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> str:
+    """32 coloured discs on white, 16x16, packed with sgtrain-data's packer."""
+    from sgtrain.data import pack
+
+    root = tmp_path_factory.mktemp("families")
+    src = root / "imgs"
+    src.mkdir()
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[:16, :16]
+    for i in range(32):
+        img = np.full([16, 16, 3], 255, np.uint8)
+        r = rng.uniform(4, 7)
+        img[(yy - 7.5) ** 2 + (xx - 7.5) ** 2 < r * r] = rng.integers(0, 255, 3)
+        Image.fromarray(img).save(src / f"{i:03d}.png")
+    pack(str(src), str(root / "shards"), resolution=16, workers=0, progress=False)
+    return str(root / "shards")
+
+
+def _rows(run_dir: str) -> list[dict]:
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _nvlabs_lod(kimg: float, res_log2: int, init: int, training: float, transition: float) -> float:
+    """NVlabs' training_schedule lod, written out (stylegan training/training_loop.py)."""
+    phase_dur = training + transition
+    phase_idx = int(np.floor(kimg / phase_dur)) if phase_dur > 0 else 0
+    phase_kimg = kimg - phase_idx * phase_dur
+    lod = res_log2 - np.floor(np.log2(init)) - phase_idx
+    if transition > 0:
+        lod -= max(phase_kimg - training, 0.0) / transition
+    return max(lod, 0.0)
+
+
+def test_schedule_follows_nvlabs_formula():
+    s = ProgressiveSchedule(lod_initial_resolution=8, lod_training_kimg=600, lod_transition_kimg=600,
+                            minibatch_dict={4: 512, 8: 256, 16: 128, 32: 64, 64: 32},
+                            max_minibatch_per_gpu={64: 8}, G_lrate_dict={64: 0.0015}, lrate_rampup_kimg=100)
+    for kimg in np.linspace(0, 7000, 141):
+        p = s(int(kimg * 1000), 256, batch=16, G_lr=0.001, D_lr=0.002, world=2)
+        lod = _nvlabs_lod(kimg, 8, 8, 600, 600)
+        assert p.lod == pytest.approx(lod, abs=1e-12), kimg
+        res = 2 ** (8 - int(math.floor(lod)))
+        assert p.resolution == res
+        mb = {4: 512, 8: 256, 16: 128, 32: 64, 64: 32}.get(res, 16)
+        mb = min(mb - mb % 2, 16) if res == 64 else mb - mb % 2
+        assert p.minibatch == mb
+        ramp = min(kimg / 100, 1.0)
+        assert p.G_lrate == pytest.approx((0.0015 if res == 64 else 0.001) * ramp)
+        assert p.D_lrate == pytest.approx(0.002 * ramp)
+    assert s.minibatches(256, 16, 1) == [256, 128, 64, 8, 16, 16]
+
+
+def test_process_reals_fades_and_downscales_like_nvlabs():
+    x = torch.randn([2, 3, 16, 16], dtype=torch.float64)
+    assert process_reals(x, 0.0) is x
+
+    def nvlabs(x: torch.Tensor, lod: float) -> torch.Tensor:  # FadeLOD + UpscaleLOD on lod-level data
+        k = int(np.floor(lod))
+        for _ in range(k):  # the dataset's lod k: 2x2 means, k times
+            x = x.reshape(2, 3, x.shape[2] // 2, 2, x.shape[3] // 2, 2).mean([3, 5])
+        s = x.shape
+        y = x.reshape(2, 3, s[2] // 2, 2, s[3] // 2, 2).mean([3, 5], keepdim=True).expand(-1, -1, -1, 2, -1, 2)
+        x = x + (y.reshape(s) - x) * (lod - k)
+        return x.repeat_interleave(2**k, 2).repeat_interleave(2**k, 3)
+
+    for lod in (0.25, 1.0, 1.5, 2.75):
+        assert torch.allclose(process_reals(x, lod), nvlabs(x, lod), atol=1e-12), lod
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_family_trains_through_the_seam(shards, tmp_path, family):
+    from sgtrain.io import load_network
+    from sgtrain.training.run import train
+
+    run_dir = str(tmp_path / family)
+    kimg = 0.06 if family in ("progan", "stylegan") else 0.016
+    cfg = compose([*FAMILIES[family], *COMMON, f"dataset.path={shards}", f"run.dir={run_dir}", f"train.kimg={kimg}",
+                   "train.snap_kimg=0.016"])
+    out = train(cfg)
+    assert out["complete"]
+    rows = _rows(run_dir)
+    assert all(np.isfinite(r["Loss/G/loss"]) and np.isfinite(r["Loss/D/loss"]) for r in rows)
+    assert [r["tick"] for r in rows] == list(range(len(rows)))  # one line per tick, never repeated
+    nets = load_network(run_dir)
+    G = nets["G_ema"]
+    z = torch.randn([2, G.z_dim])
+    img = G(z, torch.zeros([2, G.c_dim]), noise_mode="const")
+    assert img.shape == (2, 3, 16, 16) and torch.isfinite(img).all()
+    if family in ("progan", "stylegan"):
+        lods = [r["lod"] for r in rows]
+        assert lods[0] == 2.0 and lods[-1] == 0.0
+        assert all(a >= b for a, b in zip(lods, lods[1:])), lods  # never grows back
+        assert any(0 < x % 1 for x in lods), "no iteration inside a fade-in"
+        mbs = {r["lod"]: r["minibatch"] for r in rows}
+        assert mbs[2.0] == 8 and mbs[0.0] == 4  # minibatch per resolution (schedule.minibatch_dict)
+        lod_bufs = [float(b) for n, b in G.named_buffers() if n == "lod" or n.endswith(".lod")]
+        assert lod_bufs == [0.0]
+        assert float(nets["D"].lod) == 0.0
+
+
+def test_ada_raises_p_and_keeps_it(shards, tmp_path):
+    from sgtrain.io import load_network
+    from sgtrain.training.run import train
+
+    run_dir = str(tmp_path / "ada")
+    cfg = compose([*FAMILIES["stylegan2"], *COMMON, f"dataset.path={shards}", f"run.dir={run_dir}", "train.kimg=0.04",
+                   "train.snap_kimg=0.04", "augment=ada", "augment.ada_target=0.0", "augment.ada_interval=1",
+                   "augment.ada_kimg=0.1"])
+    train(cfg)
+    rows = _rows(run_dir)
+    ps = [r["augment_p"] for r in rows]
+    # target 0: r_t > 0 whenever D scores most reals positive, and p (from 0) moves by 4 / 100 per iteration
+    assert ps[-1] > 0 and all(p >= 0 for p in ps), ps
+    assert all(abs(round(p / 0.04) * 0.04 - p) < 1e-6 for p in ps), ps
+    assert all("ada_r_t" in r for r in rows[1:])
+    ck = torch.load(os.path.join(run_dir, "checkpoints", "last.ckpt"), map_location="cpu", weights_only=True)
+    assert ck["sgtrain"]["augment_p"] == pytest.approx(ps[-1], abs=1e-6)
+    assert float(ck["state_dict"]["augment_pipe.p"]) == pytest.approx(ps[-1], abs=1e-6)
+    assert load_network(run_dir)["augment_p"] == pytest.approx(ps[-1], abs=1e-6)
+
+
+def test_metrics_during_training_and_cached_real_statistics(shards, tmp_path):
+    from sgtrain.training.run import train
+
+    detector = os.path.join(os.path.dirname(__file__), "fixtures", "metrics", "tiny_detector.pt")
+    cache = tmp_path / "cache"
+    args = [*FAMILIES["stylegan2"], *COMMON, f"dataset.path={shards}", "train.kimg=0.016", "train.snap_kimg=0.008",
+            "train.metrics=[fid1k_full,kid1k_full]", f"train.metrics_detector={detector}",
+            f"train.metrics_cache_dir={cache}"]
+    train(compose([*args, f"run.dir={tmp_path / 'a'}"]))
+    rows = [r for r in _rows(str(tmp_path / "a")) if "metric/fid1k_full" in r]
+    assert [r["kimg"] for r in rows] == [0.008, 0.016]
+    assert all(r["metric/fid1k_full_best"] == min(x["metric/fid1k_full"] for x in rows[: i + 1])
+               for i, r in enumerate(rows))
+    jl = [json.loads(line) for line in open(tmp_path / "a" / "metric-kid1k_full.jsonl")]
+    assert len(jl) == 2 and "kid1k_full" in jl[0]["results"]
+    cached = sorted(os.listdir(cache))
+    assert cached, "real statistics were not cached"
+    mtimes = {f: os.path.getmtime(cache / f) for f in cached}
+    train(compose([*args, f"run.dir={tmp_path / 'b'}"]))  # another run on the same data reuses them
+    assert {f: os.path.getmtime(cache / f) for f in sorted(os.listdir(cache))} == mtimes
+
+
+def test_metrics_without_feature_file_fail_at_once(shards, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no detector in any default place
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / ".cache"))
+    cfg = compose([*FAMILIES["stylegan2"], f"dataset.path={shards}", "train.metrics=[fid50k_full]",
+                   f"train.metrics_cache_dir={tmp_path / 'c'}"])
+    with pytest.raises(ConfigError, match=r"inception-2015-12-05\.pkl.*train\.metrics_detector=PATH"):
+        validate_config(cfg)
+    with pytest.raises(ConfigError, match="unknown metric 'fid50'"):
+        validate_config(compose([*FAMILIES["stylegan2"], f"dataset.path={shards}", "train.metrics=[fid50]"]))
+
+
+def test_schedule_keys_on_a_family_without_one_are_refused(shards):
+    cfg = compose([*FAMILIES["dcgan"], f"dataset.path={shards}", "+schedule.lod_training_kimg=5"])
+    with pytest.raises(ConfigError, match="trains without a progressive schedule"):
+        validate_config(cfg)
