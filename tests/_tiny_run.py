@@ -41,6 +41,25 @@ TINY = [
     "trainer.threads=1",
 ]
 
+#: Tiny networks of every family at 16x16 (with ``TINY``'s training settings minus the model): the progressive ones grow
+#: 4 -> 8 -> 16 with 8 kimg per resolution and 16 kimg fade-ins, minibatch 8 at 4x4 and 8x8 and 4 at 16x16.
+PROGRESSIVE = ["schedule.lod_initial_resolution=4", "schedule.lod_training_kimg=0.008",
+               "schedule.lod_transition_kimg=0.016", "schedule.minibatch_dict={4:8,8:8,16:4}", "train.batch=4"]
+TINY_FAMILIES = {
+    "progan": ["model=progan", "model.resolution=16", "model.fmap_base=64", "model.fmap_max=16",
+               "model.D.mbstd_group_size=2", *PROGRESSIVE],
+    "stylegan": ["model=stylegan", "model.resolution=16", "model.fmap_base=64", "model.fmap_max=16",
+                 "model.latent_size=16", "model.dlatent_size=16", "model.mapping_layers=1",
+                 "model.D.mbstd_group_size=2", *PROGRESSIVE],
+    "dcgan": ["model=dcgan", "model.resolution=16", "model.G.ngf=8", "model.D.ndf=8", "train.batch=4"],
+    "stylegan2": ["model=stylegan2_small", "model.resolution=16", "model.z_dim=16", "model.w_dim=16",
+                  "model.channel_base=128", "model.channel_max=16", "model.mbstd_group_size=2", "train.batch=4"],
+    "stylegan3_t": ["model=stylegan3_t", "model.resolution=16", "model.channel_base=256", "model.channel_max=16",
+                    "model.z_dim=16", "model.w_dim=16", "model.map_layers=1", "model.D.channel_base=128",
+                    "model.D.channel_max=16", "model.mbstd_group_size=2", "model.num_fp16_res=0",
+                    "model.D.num_fp16_res=0", "train.batch=4"],
+}
+
 LOSS_KEYS = ("Loss/G/loss", "Loss/D/loss", "Loss/G/reg", "Loss/D/reg", "pl_mean")
 
 

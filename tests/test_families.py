@@ -13,6 +13,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from _tiny_run import TINY_FAMILIES as FAMILIES
 from PIL import Image
 
 from sgtrain.training.config import ConfigError, compose, validate_config
@@ -23,24 +24,6 @@ COMMON = [
     "trainer.progress_bar=false", "dataset.num_workers=0", "dataset.shuffle=16", "run.print_config=false",
     "trainer=cpu", "trainer.threads=1",
 ]
-PROGRESSIVE = ["schedule.lod_initial_resolution=4", "schedule.lod_training_kimg=0.008",
-               "schedule.lod_transition_kimg=0.016", "schedule.minibatch_dict={4:8,8:8,16:4}", "train.batch=4"]
-FAMILIES = {
-    "progan": ["model=progan", "model.resolution=16", "model.fmap_base=64", "model.fmap_max=16",
-               "model.D.mbstd_group_size=2", *PROGRESSIVE],
-    "stylegan": ["model=stylegan", "model.resolution=16", "model.fmap_base=64", "model.fmap_max=16",
-                 "model.latent_size=16", "model.dlatent_size=16", "model.mapping_layers=1",
-                 "model.D.mbstd_group_size=2", *PROGRESSIVE],
-    "dcgan": ["model=dcgan", "model.resolution=16", "model.G.ngf=8", "model.D.ndf=8", "train.batch=4"],
-    "stylegan2": ["model=stylegan2_small", "model.resolution=16", "model.z_dim=16", "model.w_dim=16",
-                  "model.channel_base=128", "model.channel_max=16", "model.mbstd_group_size=2", "train.batch=4"],
-    "stylegan3_t": ["model=stylegan3_t", "model.resolution=16", "model.channel_base=256", "model.channel_max=16",
-                    "model.z_dim=16", "model.w_dim=16", "model.map_layers=1", "model.D.channel_base=128",
-                    "model.D.channel_max=16", "model.mbstd_group_size=2", "model.num_fp16_res=0",
-                    "model.D.num_fp16_res=0", "train.batch=4"],
-}
-
-
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> str:
     """32 coloured discs on white, 16x16, packed with sgtrain-data's packer."""

@@ -18,6 +18,7 @@ import pytest
 from _tiny_run import (
     LOSS_KEYS,
     TINY,
+    TINY_FAMILIES,
     assert_continuous,
     env_for_tests,
     load_state,
@@ -108,3 +109,60 @@ def test_resume_at_data_epoch_boundary(shards, tmp_path):
         load_state(ref_dir / "checkpoints" / "last.ckpt"), load_state(run_dir / "checkpoints" / "last.ckpt")
     )
     assert worst == 0.0, f"extended run differs from the uninterrupted one by {worst:g} at {where}"
+
+
+FAMILY_CASES = [("progan", 1), ("progan", 2), ("stylegan", 1), ("dcgan", 1), ("stylegan3_t", 1), ("ada", 1)]
+
+
+@pytest.mark.parametrize("family, world", FAMILY_CASES, ids=[f"{f}-{w}proc" for f, w in FAMILY_CASES])
+def test_killed_run_of_every_family_resumes_exactly(shards, tmp_path, family, world):
+    """SIGKILL at a random tick (for the progressive families inside a fade-in, where lod is fractional), rerun:
+    the same kimg, lod, minibatch, loss terms and ADA p at every tick, and bitwise the same weights, optimizer
+    moments and buffers (lod, augment p) at the end."""
+    model = TINY_FAMILIES["stylegan2" if family == "ada" else family]
+    extra = ["augment=ada", "augment.ada_target=0.0", "augment.ada_interval=1", "augment.ada_kimg=0.1"] \
+        if family == "ada" else []
+    extra += ["trainer=cpu"] if world == 1 else ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+    if world == 2:
+        model = [*model, "schedule.minibatch_dict={4:8,8:8,16:4}", "train.batch=4"]
+    kimg = 0.04
+    tiny = [a for a in TINY if not a.startswith("model")]
+
+    def args(run_dir: Path) -> list[str]:
+        return [*train_cmd(), *tiny, *model, f"dataset.path={shards}", f"run.dir={run_dir}", f"train.kimg={kimg}",
+                *extra]
+
+    ref_dir, run_dir = tmp_path / "ref", tmp_path / "killed"
+    _run(args(ref_dir), tmp_path / "ref.log")
+    ref_rows = read_metrics(ref_dir)
+    if family in ("progan", "stylegan"):  # lines whose iteration ran inside the 8x8 fade-in
+        fading = [i + 1 for i, r in enumerate(ref_rows) if 0 < r["lod"] % 1]
+        assert fading, [r["lod"] for r in ref_rows]
+        kill_after = random.Random(os.urandom(8)).choice(fading)
+    else:
+        kill_after = random.Random(os.urandom(8)).randint(1, len(ref_rows) - 2)
+    print(f"killing after {kill_after} of {len(ref_rows)} ticks")
+    log = tmp_path / "killed.log"
+    with open(log, "ab") as f:
+        proc = subprocess.Popen(args(run_dir), env=env_for_tests(), stdout=f, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            wait_for_lines(run_dir, kill_after, proc)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert len(read_metrics(run_dir)) < len(ref_rows), "the run finished before the kill; nothing was resumed"
+    _run(args(run_dir), log)
+    rows = read_metrics(run_dir)
+    keys = [k for k in ref_rows[-1] if k.startswith("Loss/") or k in ("lod", "minibatch", "augment_p", "pl_mean")]
+    assert [r["kimg"] for r in rows] == [r["kimg"] for r in ref_rows], "kimg not continuous across the kill"
+    if world == 1:
+        for a, b in zip(ref_rows, rows, strict=True):
+            for k in keys:
+                assert a.get(k) == b.get(k), f"{k} differs at kimg {a['kimg']}: {a.get(k)} vs {b.get(k)}"
+    else:
+        assert [r.get("lod") for r in rows] == [r.get("lod") for r in ref_rows]
+    worst, where = max_abs_diff(
+        load_state(ref_dir / "checkpoints" / "last.ckpt"), load_state(run_dir / "checkpoints" / "last.ckpt")
+    )
+    assert worst == 0.0, f"resumed run differs from the uninterrupted one by {worst:g} at {where}"
