@@ -1,6 +1,6 @@
 """The embedded demo dataset: every glyph of Noto Color Emoji, 64x64 RGB on white, packed to shards.
 
-    python -m sgtrain.data.emoji OUT [--resolution 64] [--font PATH] [--shard-size 4MB] [--workers N]
+    python -m sgtrain.data.emoji OUT [--resolution 64] [--font PATH] [--shard-size 4MB] [--workers N] [--subset smileys]
 
 Noto Color Emoji (Debian package ``fonts-noto-color-emoji``, SIL Open Font License 1.1) is a colour bitmap font: each
 glyph, including the ligature glyphs of skin-tone, flag and ZWJ sequences, is a PNG stored in the font's CBDT table
@@ -142,11 +142,42 @@ def iter_color_bitmaps(font_path: str) -> Iterator[tuple[int, bytes]]:
         yield g, font[start + 4 : start + 4 + length]
 
 
-def render_glyphs(font_path: str, out_dir: str) -> int:
-    """Write every colour glyph as a square RGBA PNG (bitmap centred, transparent margin); returns the count."""
+#: Coherent subsets by Unicode code point (single code points, the font's cmap). ``smileys``: the round yellow faces
+#: of the Unicode "Smileys & Emotion" group (face-smiling ... face-negative), without cats, monkeys, costumes, people and
+#: the robot, lips and bubble glyphs.
+SUBSETS: dict[str, list[tuple[int, int]]] = {
+    "smileys": [
+        (0x1F600, 0x1F637), (0x1F641, 0x1F644), (0x1F910, 0x1F915), (0x1F917, 0x1F917), (0x1F920, 0x1F920),
+        (0x1F922, 0x1F925), (0x1F927, 0x1F92F), (0x1F970, 0x1F976), (0x1F978, 0x1F97A), (0x1F9D0, 0x1F9D0),
+        (0x1FAE0, 0x1FAE4), (0x1FAE8, 0x1FAE8), (0x2639, 0x263A),
+    ],
+}
+
+
+def subset_glyphs(font_path: str, subset: str) -> set[int]:
+    """Glyph ids of a named subset (:data:`SUBSETS`), read from the font's character map with fontTools.
+
+    Raises:
+        EmojiError: an unknown subset name.
+    """
+    if subset not in SUBSETS:
+        raise EmojiError(f"unknown emoji subset {subset!r}; known: {', '.join(SUBSETS)}")
+    from fontTools.ttLib import TTFont
+
+    font = TTFont(font_path, lazy=True)
+    cmap = font.getBestCmap()
+    wanted = {cp for lo, hi in SUBSETS[subset] for cp in range(lo, hi + 1)}
+    return {font.getGlyphID(cmap[cp]) for cp in sorted(wanted) if cp in cmap}
+
+
+def render_glyphs(font_path: str, out_dir: str, glyphs: set[int] | None = None) -> int:
+    """Write every colour glyph (or those in ``glyphs``) as a square RGBA PNG (bitmap centred, transparent margin);
+    returns the count."""
     os.makedirs(out_dir, exist_ok=True)
     n = 0
     for g, png in iter_color_bitmaps(font_path):
+        if glyphs is not None and g not in glyphs:
+            continue
         img = Image.open(io.BytesIO(png)).convert("RGBA")
         side = max(img.size)
         canvas = Image.new("RGBA", (side, side), (255, 255, 255, 0))
@@ -164,11 +195,15 @@ def build(
     workers: int | None = None,
     install: bool = True,
     progress: bool = True,
+    subset: str | None = None,
 ) -> bool:
     """Build the emoji dataset in ``out`` unless ``out/dataset.json`` exists. Returns True when it packed.
 
+    Args:
+        subset: a name of :data:`SUBSETS` (e.g. ``'smileys'``, the quickstart's ~110 faces), None = every glyph.
+
     Raises:
-        EmojiError: font missing (the message says which Debian package to install).
+        EmojiError: font missing (the message says which Debian package to install), or an unknown subset.
     """
     from .pack import pack
     from .preview import write_grid
@@ -177,9 +212,10 @@ def build(
         print(f"{out}/dataset.json exists: emoji dataset already built, nothing to do")
         return False
     font = font or find_font(install=install)
+    glyphs = subset_glyphs(font, subset) if subset else None
     with tempfile.TemporaryDirectory(prefix="sgtrain-emoji-") as tmp:
-        n = render_glyphs(font, tmp)
-        print(f"extracted {n} colour glyphs from {font}")
+        n = render_glyphs(font, tmp, glyphs)
+        print(f"extracted {n} colour glyphs{f' ({subset})' if subset else ''} from {font}")
         card = pack(
             tmp,
             out,
@@ -192,7 +228,7 @@ def build(
             shard_size=shard_size,
             workers=workers,
             overwrite=True,
-            name="emoji",
+            name=f"emoji-{subset}" if subset else "emoji",
             progress=progress,
         )
     grid = write_grid(out, n=256)
@@ -213,9 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard-size", default="4MB")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--no-install", action="store_true", help="never run apt-get")
+    p.add_argument("--subset", default=None, choices=sorted(SUBSETS),
+                   help="only a coherent group of glyphs (smileys: the ~110 yellow faces of the quickstart)")
     args = p.parse_args(argv)
     try:
-        build(args.out, args.resolution, args.font, args.shard_size, args.workers, install=not args.no_install)
+        build(args.out, args.resolution, args.font, args.shard_size, args.workers, install=not args.no_install,
+              subset=args.subset)
     except EmojiError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
