@@ -30,6 +30,7 @@ TINY = [
     "model.mbstd_group_size=2",
     "train.batch=4",
     "train.tick_kimg=0.004",
+    "train.ckpt_kimg=0.004",
     "train.snap_kimg=1000",
     "train.swd=false",
     "train.grid=[2,2]",

@@ -10,7 +10,7 @@ files are written by rank 0 only, collectives (checkpoint RNG gathering) run on 
     RUN_DIR/samples/reals.png                a grid of training images
     RUN_DIR/samples/fakes<kimg:06d>.png      the same grid of fixed latents from G_ema, every snap_kimg
     RUN_DIR/network-snapshot-<kimg:06d>.safetensors/.json   exported generators (sgtrain.io.save_network)
-    RUN_DIR/checkpoints/last.ckpt            full training state, every tick (atomic)
+    RUN_DIR/checkpoints/last.ckpt            full training state, every ckpt_kimg / ckpt_minutes and at the end
     RUN_DIR/checkpoints/last.json            kimg of last.ckpt and whether the run is complete
     RUN_DIR/checkpoints/ckpt-<kimg:06d>.ckpt one every snap_kimg, newest keep_ckpts kept
 """
@@ -32,6 +32,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
+from ._lightning import train_progress_bar
 from .module import GANModule, TickEvent
 
 
@@ -118,8 +119,9 @@ def peak_memory_gb(device: torch.device) -> dict[str, float]:
 
 def _echo(trainer: L.Trainer, msg: str) -> None:
     bar = trainer.progress_bar_callback
-    if bar is not None and isinstance(bar, TQDMProgressBar) and bar.is_enabled and bar._train_progress_bar is not None:
-        bar._train_progress_bar.write(msg, file=sys.stdout)
+    tqdm_bar = train_progress_bar(bar) if isinstance(bar, TQDMProgressBar) and bar.is_enabled else None
+    if tqdm_bar is not None:
+        tqdm_bar.write(msg, file=sys.stdout)
     else:
         print(msg, flush=True)
 
@@ -274,32 +276,66 @@ class SnapshotExport(Callback):
 
 
 class RunCheckpoint(Callback):
-    """``checkpoints/last.ckpt`` every tick, ``checkpoints/ckpt-<kimg>.ckpt`` every ``snap_kimg`` (newest N kept).
+    """``checkpoints/last.ckpt`` every ``ckpt_kimg`` (or ``ckpt_minutes``) and at the end,
+    ``checkpoints/ckpt-<kimg>.ckpt`` every ``snap_kimg`` (newest ``keep`` kept).
 
-    Runs on every rank (saving gathers every rank's RNG state); rank 0 writes. Writes go through the trainer's
-    checkpoint IO (:class:`AtomicCheckpointIO`); the kimg-stamped copies are hard links of last.ckpt (copies where
-    links are not supported), so last.ckpt can be replaced later without touching them.
+    A full checkpoint (G, G_ema, D, both Adam states: about 0.7 GB at 256x256) is written with fsync, so it is not
+    written at every tick: by kimg (NVlabs snapshots every 50 ticks), and at the first tick ``ckpt_minutes`` after the
+    last save, so that a killed run loses little time (rank 0's clock decides, broadcast to all ranks). Signals save
+    their own checkpoint (:class:`~sgtrain.training.cluster.RequeueOnSignal`). Runs on every rank (saving gathers
+    every rank's RNG state); rank 0 writes. Writes go through the trainer's checkpoint IO (:class:`AtomicCheckpointIO`);
+    the kimg-stamped copies are hard links of last.ckpt (copies where links are not supported), so last.ckpt can be
+    replaced later without touching them. ``checkpoints/last.json`` describes last.ckpt (kimg, done).
+
+    Args:
+        run_dir: the run directory.
+        snap_kimg: interval of the kept, kimg-stamped checkpoints.
+        keep: number of kimg-stamped checkpoints kept.
+        ckpt_kimg: interval of last.ckpt in kimg.
+        ckpt_minutes: also save at the first tick this many minutes after the last save; None = by kimg only.
     """
 
-    def __init__(self, run_dir: str, snap_kimg: float, keep: int = 5) -> None:
+    def __init__(self, run_dir: str, snap_kimg: float, keep: int = 5, ckpt_kimg: float | None = None,
+                 ckpt_minutes: float | None = None) -> None:
         self.dir = os.path.join(run_dir, "checkpoints")
         self.snap_kimg = snap_kimg
         self.keep = int(keep)
+        self.ckpt_kimg = ckpt_kimg
+        self.ckpt_minutes = ckpt_minutes
+        self._last_save = time.time()
+        self.saves = 0
 
     @property
     def last(self) -> str:
         return os.path.join(self.dir, "last.ckpt")
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: GANModule) -> None:
+        self._last_save = time.time()
+
+    def _minutes_up(self, trainer: L.Trainer) -> bool:
+        due = self.ckpt_minutes is not None and time.time() - self._last_save >= self.ckpt_minutes * 60
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            t = torch.tensor([int(due)], device=trainer.strategy.root_device)
+            torch.distributed.broadcast(t, src=0)
+            due = bool(t.item())
+        return due
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: GANModule, *args: Any) -> None:
         ev = pl_module.tick_event
         if ev is None:
             return
+        snap = ev.crossed(self.snap_kimg) and ev.start_nimg > 0
+        by_kimg = self.ckpt_kimg is None or (ev.crossed(self.ckpt_kimg) and ev.start_nimg > 0)
+        if not (ev.done or snap or by_kimg or self._minutes_up(trainer)):
+            return
         if trainer.global_rank == 0:
             os.makedirs(self.dir, exist_ok=True)
         trainer.save_checkpoint(self.last)
+        self._last_save = time.time()
+        self.saves += 1
         if trainer.global_rank != 0:
             return
-        if ev.crossed(self.snap_kimg) and ev.start_nimg > 0:
+        if snap:
             stamped = os.path.join(self.dir, f"ckpt-{kimg_tag(ev.cur_nimg)}.ckpt")
             tmp = stamped + f".tmp-{os.getpid()}"
             try:
@@ -475,16 +511,18 @@ class KimgProgressBar(TQDMProgressBar):
         self._t0 = time.time()
         self._n0 = 0
 
+    def init_train_tqdm(self) -> Any:
+        """The one training bar, in kimg from the start (Lightning's default 'Training' bar is never drawn)."""
+        from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+
+        m = self.trainer.lightning_module
+        return Tqdm(desc="train", total=m.total_kimg, initial=m.kimg, position=2 * self.process_position,
+                    disable=self.is_disabled, leave=True, dynamic_ncols=True, file=sys.stdout, smoothing=0,
+                    bar_format=self.KIMG_FORMAT)
+
     def on_train_start(self, trainer: L.Trainer, pl_module: GANModule) -> None:
-        super().on_train_start(trainer, pl_module)
-        bar = self.train_progress_bar
-        bar.reset(total=pl_module.total_kimg)
-        bar.bar_format = self.KIMG_FORMAT
-        bar.set_description("train")
-        bar.initial = pl_module.kimg
-        bar.n = pl_module.kimg
+        super().on_train_start(trainer, pl_module)  # creates the bar through init_train_tqdm
         self._t0, self._n0 = time.time(), pl_module.cur_nimg
-        bar.refresh()
 
     def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
         pass

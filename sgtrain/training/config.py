@@ -44,7 +44,8 @@ class DatasetConfig:
     name: str | None = None  # Short name for the run directory; None = the last component of path.
     xflip: bool = False  # Randomly mirror real images left-right (NVlabs --mirror).
     cond: bool | None = None  # Condition on labels; None = when the shards carry labels (c_dim > 0).
-    num_workers: int = 1  # DataLoader worker processes per rank.
+    num_workers: int | None = None  # DataLoader worker processes per rank; None = min(3, CPU cores - 1) (NVlabs: 3).
+    pin_memory: bool | None = None  # Page-locked batches for faster host-to-GPU copies; None = when training on CUDA.
     shuffle: int = 1000  # Shuffle-buffer size in samples (0 = stream order).
 
 
@@ -64,7 +65,9 @@ class TrainConfig:
     ema_rampup: float | None = None  # EMA ramp-up coefficient; None = no ramp-up.
     G_reg_interval: int | None = 4  # G's regularization phase (Greg) every N iterations; None = in Gmain (Gboth).
     D_reg_interval: int | None = 16  # D's regularization phase (Dreg) every N iterations; None = in Dmain (Dboth).
-    tick_kimg: float = 4.0  # Progress tick: metrics.jsonl line and last.ckpt, every N kimg.
+    tick_kimg: float = 4.0  # Progress tick: a metrics.jsonl line every N kimg.
+    ckpt_kimg: float = 200.0  # Full training checkpoint (checkpoints/last.ckpt) every N kimg (NVlabs: 50 ticks).
+    ckpt_minutes: float | None = 30.0  # ... and at the first tick N minutes after the last one; None = by kimg only.
     snap_kimg: float = 200.0  # Sample grid, network snapshot and kept checkpoint every N kimg.
     keep_ckpts: int = 5  # Number of kimg-stamped checkpoints kept (newest); last.ckpt is always kept.
     grid: list[int] = field(default_factory=lambda: [8, 8])  # Sample grid [width, height] in images.
@@ -95,7 +98,8 @@ class TrainerConfig:
     devices: Any = 1  # Devices per node (int) or 'auto'.
     num_nodes: int = 1  # Number of nodes.
     strategy: str = "auto"  # 'auto' (GAN DDP when more than one process), 'ddp', 'single'.
-    precision: str = "32-true"  # Lightning precision; FP16 inside the nets is model.num_fp16_res.
+    precision: str = "32-true"  # Lightning precision: only 32-true; FP16 inside the nets is model.num_fp16_res.
+    tf32: bool = False  # TF32 matmuls/convolutions on Ampere+ GPUs; off as in NVlabs (R1/PL numbers drift with it).
     threads: int | None = None  # torch.set_num_threads per process; None = torch's default.
     deterministic: bool = False  # torch.use_deterministic_algorithms.
     progress_bar: bool = True  # Show the kimg progress bar.
@@ -544,6 +548,15 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
         if a.mode == "fixed" and a.p == 0:
             raise ConfigError("augment=fixed with augment.p=0 augments nothing: pass augment.p=P (0 < P <= 1), or "
                               "augment=ada for an adaptive p")
+    if str(cfg.trainer.precision) not in ("32-true", "32"):
+        raise ConfigError(
+            f"trainer.precision={cfg.trainer.precision}: sgtrain trains in 32-true only. The networks run FP16 "
+            "themselves in their highest resolutions (model.num_fp16_res, with conv_clamp), as NVlabs' do; "
+            "Lightning's mixed precision would add autocast and a gradient scaler on top of that. Use "
+            "model.num_fp16_res=N for FP16, or trainer.tf32=true for TF32 on Ampere and newer GPUs"
+        )
+    if t.ckpt_kimg <= 0 or (t.ckpt_minutes is not None and t.ckpt_minutes <= 0):
+        raise ConfigError("train.ckpt_kimg must be positive and train.ckpt_minutes positive or null")
     if cfg.logger.name not in ("wandb", "csv", "none"):
         raise ConfigError(f"logger.name={cfg.logger.name!r}: use logger=wandb, logger=csv or logger=none")
     if cfg.trainer.strategy not in ("auto", "ddp", "single"):

@@ -26,8 +26,9 @@ import sys
 import torch
 import torch.distributed as dist
 from lightning.pytorch.strategies import DDPStrategy
-from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from torch import nn
+
+from ._lightning import SubprocessScriptLauncher
 
 
 def broadcast_module(module: nn.Module, src: int = 0) -> None:
@@ -60,7 +61,7 @@ def _job_command(local_rank: int) -> tuple[list[str], str | None]:
     return command, os.getcwd()
 
 
-class GANSubprocessLauncher(_SubprocessScriptLauncher):
+class GANSubprocessLauncher(SubprocessScriptLauncher):
     """Lightning's subprocess launcher, but children re-run only the current Hydra job (see module docstring)."""
 
     def _call_children_scripts(self) -> None:

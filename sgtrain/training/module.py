@@ -98,6 +98,8 @@ class GANModule(L.LightningModule):
             et al. 2020, ADA, section 3; NVlabs 0.6); None = fixed p.
         ada_interval: iterations between adjustments of p (NVlabs 4).
         ada_kimg: kimg over which p may change by one (NVlabs 500).
+        ddp_check_kimg: under DDP, compare parameters across ranks (``ddp_param_max_diff`` in metrics.jsonl) at the
+            ticks that cross a multiple of this many kimg (and the last); None = at every tick.
         batch: global batch (all ranks together), images per iteration; the base minibatch of a schedule.
         batch_gpu: images per forward/backward pass on one device; None = the per-device batch. Larger values are
             capped at the per-device batch.
@@ -142,6 +144,7 @@ class GANModule(L.LightningModule):
         ada_target: float | None = None,
         ada_interval: int = 4,
         ada_kimg: float = 500,
+        ddp_check_kimg: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["G", "D", "loss", "schedule", "augment_pipe"])
@@ -436,7 +439,9 @@ class GANModule(L.LightningModule):
         if not (done or self.cur_tick == 0 or self.cur_nimg >= self.tick_start_nimg + self.tick_kimg * 1000):
             return
         now = time.time()
-        stats = self._collect_stats()
+        step = max(1, int(round((self.hparams.ddp_check_kimg or 0) * 1000)))
+        check = done or self.hparams.ddp_check_kimg is None or self.tick_start_nimg // step != self.cur_nimg // step
+        stats = self._collect_stats(check_ddp=check)
         point = self._point
         if point is not None:
             stats.update(lod=point.lod, minibatch=float(point.minibatch), G_lrate=point.G_lrate, D_lrate=point.D_lrate)
@@ -451,8 +456,9 @@ class GANModule(L.LightningModule):
         self.tick_start_nimg = self.cur_nimg
         self._tick_start_time = now
 
-    def _collect_stats(self) -> dict[str, float]:
-        """Mean of every loss term over the tick, averaged over ranks (a collective: all ranks call it)."""
+    def _collect_stats(self, check_ddp: bool = True) -> dict[str, float]:
+        """Mean of every loss term over the tick, averaged over ranks (a collective: all ranks call it); with
+        ``check_ddp`` under DDP also ``ddp_param_max_diff``."""
         names = sorted(self._tick_stats)
         if self.world > 1 and dist.is_available() and dist.is_initialized():
             # Ranks may have different key sets only if a phase is disabled; keys are config-determined, so equal.
@@ -469,7 +475,7 @@ class GANModule(L.LightningModule):
             dist.all_reduce(vals)
         self._tick_stats = {}
         out = {k: float(vals[i, 0] / vals[i, 1]) for i, k in enumerate(names) if vals[i, 1] > 0}
-        if self.world > 1 and dist.is_available() and dist.is_initialized():
+        if check_ddp and self.world > 1 and dist.is_available() and dist.is_initialized():
             out["ddp_param_max_diff"] = self.ddp_param_max_diff()
         return out
 
@@ -479,8 +485,9 @@ class GANModule(L.LightningModule):
 
         Running averages that every rank updates from its own samples (``mapping.w_avg``; names ending in ``_avg``
         or ``_ema``) are left out, as in NVlabs' ``check_ddp_consistency``: they are rank-local by design and the
-        copies written to disk come from rank 0. A collective (all ranks call it at each tick); reported in
-        metrics.jsonl as ``ddp_param_max_diff``. Gradients averaged once per phase keep every rank's parameters
+        copies written to disk come from rank 0. A collective (all ranks call it at the ticks ``ddp_check_kimg``
+        selects); reported in metrics.jsonl as ``ddp_param_max_diff``. Gradients averaged once per phase keep every
+        rank's parameters
         bitwise identical.
         """
         tensors = [t for m in (self.G, self.D, self.G_ema)

@@ -107,11 +107,15 @@ def build_logger(cfg: DictConfig, run_dir: str) -> Any:
     os.environ["WANDB_MODE"] = str(cfg.logger.mode)
     from lightning.pytorch.loggers import WandbLogger
 
-    return WandbLogger(
+    from ._lightning import drop_wandb_anonymous
+
+    logger = WandbLogger(
         project=cfg.logger.project, entity=cfg.logger.entity, name=os.path.basename(run_dir), save_dir=run_dir,
         id=_wandb_id(run_dir), offline=cfg.logger.mode == "offline", resume="allow", tags=list(cfg.logger.tags),
         config=OmegaConf.to_container(cfg, resolve=True),
     )
+    drop_wandb_anonymous(logger)
+    return logger
 
 
 def build_networks(cfg: DictConfig) -> tuple[Any, Any]:
@@ -191,7 +195,7 @@ def _quiet_warnings() -> None:
     import logging
 
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda r: "litlogger" not in r.getMessage() and "TPU available" not in r.getMessage())
+        lambda r: not any(s in r.getMessage() for s in ("litlogger", "TPU available", "GPU available")))
     logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         lg = logging.getLogger(name)
@@ -237,6 +241,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     _quiet_warnings()
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
+    torch.backends.cuda.matmul.allow_tf32 = bool(cfg.trainer.tf32)  # NVlabs: off (exact R1 / path length numbers)
+    torch.backends.cudnn.allow_tf32 = bool(cfg.trainer.tf32)
     L.seed_everything(int(cfg.train.seed), workers=True, verbose=False)
     G, D = build_networks(cfg)  # before anything is written: a keyword the networks refuse is a config error
     rank0 = _is_rank_zero()
@@ -264,9 +270,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     t = cfg.train
     loader_batch = loader_batch_size(cfg, world, int(G.img_resolution))
+    on_cuda = cfg.trainer.accelerator in ("gpu", "cuda") or (cfg.trainer.accelerator == "auto"
+                                                              and torch.cuda.is_available())
+    workers = cfg.dataset.num_workers
+    if workers is None:
+        workers = min(3, max(0, (os.cpu_count() or 1) - 1))
+    pin = on_cuda if cfg.dataset.pin_memory is None else bool(cfg.dataset.pin_memory)
     dm = ShardDataModule(
-        cfg.dataset.path, batch_size=loader_batch, num_workers=cfg.dataset.num_workers, xflip=cfg.dataset.xflip,
-        shuffle_buffer=cfg.dataset.shuffle, seed=cfg.train.seed,
+        cfg.dataset.path, batch_size=loader_batch, num_workers=workers, xflip=cfg.dataset.xflip,
+        shuffle_buffer=cfg.dataset.shuffle, seed=cfg.train.seed, pin_memory=pin,
         use_labels=cfg.dataset.cond is not False,
     )
     per_device = minibatches_of(cfg, world, int(G.img_resolution))[-1] // world
@@ -282,6 +294,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         batch=t.batch, batch_gpu=t.batch_gpu, G_lr=t.G_lr, D_lr=t.D_lr, betas=tuple(t.betas), eps=t.eps,
         G_reg_interval=t.G_reg_interval, D_reg_interval=t.D_reg_interval, ema_kimg=t.ema_kimg,
         ema_rampup=t.ema_rampup, total_kimg=t.kimg, tick_kimg=t.tick_kimg, seed=t.seed, loader_batch=loader_batch,
+        ddp_check_kimg=t.snap_kimg,
     )
     module.label_sampler = dm.sample_labels
     ckpt_path = find_resume_checkpoint(run_dir)
@@ -320,7 +333,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if t.swd:
         swd_cb = SWDCallback(run_dir, reals[: int(t.swd_images)], labels[: int(t.swd_images)], batch=bgpu)
         callbacks.append(swd_cb)
-    callbacks.append(RunCheckpoint(run_dir, t.snap_kimg, keep=t.keep_ckpts))
+    callbacks.append(RunCheckpoint(run_dir, t.snap_kimg, keep=t.keep_ckpts, ckpt_kimg=t.ckpt_kimg,
+                                   ckpt_minutes=t.ckpt_minutes))
     # SIGUSR1/SIGUSR2 (sbatch --signal, submitit): checkpoint at the step boundary, scontrol requeue, stop;
     # SIGTERM (preemption, scancel): checkpoint, stop (docs/cluster.md)
     requeue_cb = RequeueOnSignal(os.path.join(run_dir, "checkpoints", "last.ckpt"))
