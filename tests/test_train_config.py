@@ -130,6 +130,18 @@ def _cli(args: list[str], cwd: str) -> tuple[int, str, float]:
     return p.returncode, p.stdout + p.stderr, time.time() - t0
 
 
+@pytest.mark.parametrize("args, message", [
+    (["train.kimgg=1"], "unknown key train.kimgg: train has no such key; did you mean train.kimg?"),
+    (["model=progan", "model.G.fmap_bse=3"], "did you mean model.G.fmap_base?"),
+    (["loss.r1_gama=2"], "did you mean loss.r1_gamma?"),
+    (["model=progan", "schedule.minibatch_dict.8=3"], "schedule.minibatch_dict={8: VALUE, ...}"),
+])
+def test_cli_typo_names_the_nearest_key_not_a_plus(args, message, tmp_path):
+    """Hydra's own error suggests '+key=value', which would silently train with the default; ours names the key."""
+    rc, out, _ = _cli(args, str(tmp_path))
+    assert rc == 2 and message in out and "To append to your config use +" not in out, out
+
+
 def test_cli_bad_configs_fail_fast(shards16, tmp_path):
     """Bad configs end before anything is built or written (the bound only catches a run that starts training;
     the time is measured, not asserted: docs/performance.md)."""

@@ -1,4 +1,4 @@
-"""``sgtrain-train``: the Hydra app that trains a StyleGAN2 on packed shards (see docs/training.md).
+"""``sgtrain-train``: the Hydra app that trains a GAN of any family on packed shards (see docs/training.md).
 
 Examples::
 
@@ -30,6 +30,15 @@ def _app(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point ``sgtrain-train`` (Hydra parses sys.argv)."""
+    import sys
+
+    from sgtrain.training.config import precheck_overrides
+
+    if not any(a in ("--help", "-h", "--hydra-help", "--info") for a in sys.argv[1:]):
+        err = precheck_overrides(sys.argv[1:])
+        if err:
+            print(f"sgtrain-train: error: {err}", file=sys.stderr)
+            sys.exit(2)
     _app()
 
 

@@ -142,9 +142,9 @@ def iter_color_bitmaps(font_path: str) -> Iterator[tuple[int, bytes]]:
         yield g, font[start + 4 : start + 4 + length]
 
 
-#: Coherent subsets by Unicode code point (single code points, the font's cmap). ``smileys``: the round yellow faces
-#: of the Unicode "Smileys & Emotion" group (face-smiling ... face-negative), without cats, monkeys, costumes, people and
-#: the robot, lips and bubble glyphs.
+#: Coherent subsets by Unicode code point (single code points, the font's cmap). ``smileys``: the round yellow
+#: faces of the Unicode "Smileys & Emotion" group (face-smiling ... face-negative), without cats, monkeys, costumes,
+#: people and the robot, lips and bubble glyphs.
 SUBSETS: dict[str, list[tuple[int, int]]] = {
     "smileys": [
         (0x1F600, 0x1F637), (0x1F641, 0x1F644), (0x1F910, 0x1F915), (0x1F917, 0x1F917), (0x1F920, 0x1F920),

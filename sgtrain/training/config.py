@@ -254,12 +254,14 @@ _TYPED_GROUPS = {"dataset": DatasetConfig, "train": TrainConfig, "run": RunConfi
 _MODEL_KEYS = ("name", "resolution", "G", "D")
 
 
-def unknown_key_error(key: str, candidates: list[str], why: str) -> ConfigError:
-    """A ConfigError for an unknown ``key`` that names the nearest of ``candidates`` when one is close."""
+def unknown_key_error(key: str, candidates: list[str], why: str, added: bool = True) -> ConfigError:
+    """A ConfigError for an unknown ``key`` that names the nearest of ``candidates`` when one is close; ``added``:
+    the key got into the config with ``+``/``++`` (the message says why that is refused too)."""
     near = difflib.get_close_matches(key, [c for c in candidates if c != key], n=1, cutoff=0.6)
     hint = f"; did you mean {near[0]}?" if near else ""
-    return ConfigError(f"unknown key {key}: {why}{hint} (a '+' or '++' in front of a key adds it without checking; "
-                       f"sgtrain checks it anyway, so that a typo cannot silently leave a default in place)")
+    note = (" (a '+' or '++' in front of a key adds it without checking; sgtrain checks it anyway, so that a typo "
+            "cannot silently leave a default in place)") if added else ""
+    return ConfigError(f"unknown key {key}: {why}{hint}{note}")
 
 
 def _target_params(target: str) -> set[str] | None:
@@ -291,6 +293,55 @@ def _check_target_nodes(node: Any, path: str) -> None:
         if OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key):
             continue
         _check_target_nodes(node[key], f"{path}.{key}")
+
+
+_GROUPS = ("model", "dataset", "augment", "trainer", "logger", "experiment")
+
+
+def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
+    out: list[str] = []
+    if isinstance(node, DictConfig):
+        for key in node:
+            path = f"{prefix}{key}"
+            out.append(path)
+            if not (OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key)):
+                out += _dotted_keys(node[key], path + ".")
+    return out
+
+
+def precheck_overrides(overrides: list[str]) -> str | None:
+    """The error for the first command-line key that does not exist (typed without ``+``), or None.
+
+    Hydra refuses such a key itself, but its message suggests adding it with ``+key=value``, which would then train
+    with the misspelt key ignored; this names the nearest existing key instead. Group choices (``model=progan``...)
+    are applied first, so family keys are checked against the chosen family; sweep lists take their first value.
+    Keys with ``+``, ``++`` or ``~`` and ``hydra.*`` are left to Hydra and :func:`check_keys`.
+    """
+    pairs = [o.split("=", 1) for o in overrides if "=" in o and not o.startswith("-")]
+    choices = [f"{k}={v.split(',')[0]}" for k, v in pairs if k in _GROUPS]
+    try:
+        cfg = compose(choices)
+    except Exception:  # a bad group choice: Hydra's own message lists the options
+        return None
+    keys = _dotted_keys(cfg)
+    for key, _ in pairs:
+        if key in _GROUPS or key.startswith(("+", "~", "hydra.", "hydra/")) or "/" in key:
+            continue
+        node: Any = cfg
+        for part in key.split("."):
+            names = list(node.keys()) if isinstance(node, DictConfig) else []  # keys() also lists '???' values
+            if part not in names and not (part.isdigit() and int(part) in names):
+                parent = key.rsplit(".", 1)[0] if "." in key else "the config"
+                return str(unknown_key_error(key, keys, f"{parent} has no such key", added=False))
+            if part not in names:  # an int key (schedule.minibatch_dict.8): Hydra can only replace the whole dict
+                table = key.rsplit(".", 1)[0]
+                return (f"{key}: a per-resolution table is set as a dict, e.g. {table}={{{part}: VALUE, ...}} "
+                        f"(the entries you pass replace the preset's for those resolutions; use ++{table}={{...}} "
+                        "to add resolutions the preset does not list)")
+            if OmegaConf.is_interpolation(node, part) or OmegaConf.is_missing(node, part):
+                break
+            node = node[part]
+    return None
 
 
 def check_keys(cfg: DictConfig) -> None:
