@@ -184,3 +184,31 @@ def test_schedule_keys_on_a_family_without_one_are_refused(shards):
     cfg = compose([*FAMILIES["dcgan"], f"dataset.path={shards}", "+schedule.lod_training_kimg=5"])
     with pytest.raises(ConfigError, match="trains without a progressive schedule"):
         validate_config(cfg)
+
+
+def test_fine_tuning_starts_from_the_source_network(shards, tmp_path):
+    """train.resume_from with Freeze-D and frozen mapping layers: the first grid shows the source network's images,
+    the frozen weights do not move, and a network of another size is refused naming what to change."""
+    from sgtrain.io import load_network
+    from sgtrain.training.run import train
+
+    base = [*FAMILIES["stylegan2"], *COMMON, f"dataset.path={shards}", "train.snap_kimg=0.016", "train.kimg=0.016"]
+    src = tmp_path / "src"
+    train(compose([*base, f"run.dir={src}"]))
+    tuned = tmp_path / "tuned"
+    out = train(compose([*base, f"run.dir={tuned}", f"train.resume_from={src}", "model.freeze_layers=2",
+                         "train.freeze_mapping=1", "train.kimg=0.032", "train.seed=0"]))
+    assert out["complete"]
+    first = np.asarray(Image.open(tuned / "samples" / "fakes000000.png"), dtype=np.int16)
+    source = np.asarray(Image.open(src / "samples" / "fakes000000.png"), dtype=np.int16)
+    # the same images up to float rounding (convolution paths may differ by one level in 8-bit)
+    assert np.abs(first - source).max() <= 2, "kimg 0 grid is not the source network's"
+    a, b = load_network(src), load_network(tuned)
+    for name, t in a["G"].state_dict().items():
+        if name.startswith("mapping.fc0."):
+            assert torch.equal(t, b["G"].state_dict()[name]), name
+    d_src, d_new = a["D"].state_dict(), b["D"].state_dict()
+    assert torch.equal(d_src["b16.fromrgb.weight"], d_new["b16.fromrgb.weight"])  # Freeze-D: first layers fixed
+    assert not torch.equal(d_src["b4.out.weight"], d_new["b4.out.weight"])  # the rest trains
+    with pytest.raises(ConfigError, match=r"model\.G\.<key>|resolution|channel"):
+        train(compose([*base, f"run.dir={tmp_path / 'bad'}", f"train.resume_from={src}", "model.channel_max=32"]))

@@ -78,7 +78,11 @@ class TrainConfig:
     swd: bool = True  # Compute SWD against the data at kimg 0 and at the end.
     swd_images: int = 512  # Real and generated images used for SWD.
     seed: int = 0  # Global seed (network init, per-rank RNG streams, sample grid latents).
-    resume_from: str | None = None  # Start from a network file (sgtrain.io.load_network) instead of random init.
+    resume_from: str | None = None  # Transfer learning: start from any network file load_network opens (NVlabs
+    # pkl, TF pkl, portable file, run dir) instead of random init; NVlabs' semantics (no EMA ramp-up, ADA reacting
+    # faster: ada_kimg 100, no D blur ramp).
+    resume_kimg: float = 0.0  # With resume_from: the kimg the run starts counting from (schedule, ticks, kimg).
+    freeze_mapping: int = 0  # Fine-tuning: keep the first N mapping layers of G fixed (Freeze-D: model.freeze_layers).
 
 
 @dataclass

@@ -98,6 +98,8 @@ class GANModule(L.LightningModule):
             et al. 2020, ADA, section 3; NVlabs 0.6); None = fixed p.
         ada_interval: iterations between adjustments of p (NVlabs 4).
         ada_kimg: kimg over which p may change by one (NVlabs 500).
+        freeze_mapping: fine-tuning: the first this many mapping layers of G (``mapping.fc<i>``) keep their weights
+            (not optimised). Freeze-D is a discriminator keyword (StyleGAN2/3: ``block_kwargs.freeze_layers``).
         ddp_check_kimg: under DDP, compare parameters across ranks (``ddp_param_max_diff`` in metrics.jsonl) at the
             ticks that cross a multiple of this many kimg (and the last); None = at every tick.
         batch: global batch (all ranks together), images per iteration; the base minibatch of a schedule.
@@ -145,6 +147,7 @@ class GANModule(L.LightningModule):
         ada_interval: int = 4,
         ada_kimg: float = 500,
         ddp_check_kimg: float | None = None,
+        freeze_mapping: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["G", "D", "loss", "schedule", "augment_pipe"])
@@ -157,6 +160,10 @@ class GANModule(L.LightningModule):
                     if augment_pipe is not None and ada_target is not None else None)
         self.loss = loss(G=self.G, D=self.D, augment_pipe=augment_pipe)
         self.schedule = schedule
+        self.frozen = {name for name, _ in self.G.named_parameters()
+                       if any(name.startswith(f"mapping.fc{i}.") for i in range(int(freeze_mapping)))}
+        if freeze_mapping and not self.frozen:
+            raise ValueError(f"freeze_mapping={freeze_mapping}: this generator has no mapping layers (mapping.fc<i>)")
         self.batch = int(batch)
         self.batch_gpu = batch_gpu
         self.loader_batch = loader_batch
@@ -229,8 +236,17 @@ class GANModule(L.LightningModule):
         opts = []
         for module, lr, interval in [(self.G, hp.G_lr, hp.G_reg_interval), (self.D, hp.D_lr, hp.D_reg_interval)]:
             lr, betas = lazy_regularization(lr, tuple(hp.betas), interval)
-            opts.append(torch.optim.Adam(module.parameters(), lr=lr, betas=betas, eps=hp.eps))
+            params = [p for n, p in module.named_parameters() if module is not self.G or n not in self.frozen]
+            opts.append(torch.optim.Adam(params, lr=lr, betas=betas, eps=hp.eps))
         return opts
+
+    def _train_params(self, module: torch.nn.Module) -> None:
+        """Turn gradients on for ``module``'s trainable parameters (the frozen mapping layers stay off)."""
+        module.requires_grad_(True)
+        if module is self.G:
+            for name, p in module.named_parameters():
+                if name in self.frozen:
+                    p.requires_grad_(False)
 
     def phases(self) -> list[tuple[str, torch.nn.Module, int, int]]:
         """NVlabs' phases in the loss's order: (name, module, optimizer index, interval)."""
@@ -380,7 +396,7 @@ class GANModule(L.LightningModule):
             gc_chunks = all_c[i * n:(i + 1) * n].split(rs)
             with torch.autograd.profiler.record_function(name):
                 opt.zero_grad(set_to_none=True)
-                module.requires_grad_(True)
+                self._train_params(module)
                 for r_img, r_c, g_z, g_c in zip(real_chunks, c_chunks, z_chunks, gc_chunks):
                     terms = self.loss.accumulate_gradients(
                         phase=name, real_img=r_img, real_c=r_c, gen_z=g_z, gen_c=g_c, gain=interval,

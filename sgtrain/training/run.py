@@ -140,6 +140,71 @@ def build_networks(cfg: DictConfig) -> tuple[Any, Any]:
     return nets[0], nets[1]
 
 
+def transfer_learning_settings(cfg: DictConfig) -> list[str]:
+    """NVlabs' settings for a run that starts from a trained network (``train.resume_from``), applied to ``cfg``:
+    no EMA ramp-up, ADA adjusting p over 100 kimg instead of 500, no ramp of D's input blur. Returns what changed."""
+    from omegaconf import open_dict
+
+    changed = []
+    with open_dict(cfg):
+        if cfg.train.ema_rampup is not None:
+            cfg.train.ema_rampup = None
+            changed.append("train.ema_rampup=null")
+        if cfg.augment.mode == "ada" and cfg.augment.ada_kimg != 100:
+            cfg.augment.ada_kimg = 100
+            changed.append("augment.ada_kimg=100")
+        if cfg.loss.get("blur_init_sigma"):
+            cfg.loss.blur_init_sigma = 0
+            changed.append("loss.blur_init_sigma=0")
+    return changed
+
+
+def init_from_network(module: Any, path: str, cfg: DictConfig, verbose: bool = True) -> None:
+    """Copy G, D and G_ema of the network file at ``path`` into the freshly built ``module`` (transfer learning).
+
+    The file may be anything :func:`sgtrain.io.load_network` opens. A file with only a generator initialises G and
+    G_ema from it and leaves D random; without G, G starts from G_ema; its augment p (ADA) carries over.
+
+    Raises:
+        ConfigError: the file's networks are of another family or another size than the config builds; the message
+            names the keys to change.
+    """
+    from sgtrain.io import load_network
+
+    nets = load_network(path)
+    for name in ("G_ema", "G", "D"):
+        src = nets.get(name) or (nets.get("G_ema") if name == "G" else None)
+        if src is None:
+            continue
+        dst = getattr(module, name)
+        if type(src).__name__ != type(dst).__name__ or type(src).__module__ != type(dst).__module__:
+            raise ConfigError(f"train.resume_from={path}: its {name} is a {type(src).__module__}.{type(src).__name__}"
+                              f", the config builds a {type(dst).__module__}.{type(dst).__name__}: choose the "
+                              f"family of the file with model=<family>")
+        res_src, res_dst = getattr(src, "img_resolution", None), getattr(dst, "img_resolution", None)
+        if res_src != res_dst:
+            raise ConfigError(f"train.resume_from={path}: its {name} is {res_src}x{res_src}, the config builds "
+                              f"{res_dst}x{res_dst}: pack the data at {res_src} (sgtrain-data pack --resolution "
+                              f"{res_src}) or start from a network of resolution {res_dst}")
+        theirs, ours = src.state_dict(), dst.state_dict()
+        wrong = [f"{k} {tuple(theirs[k].shape)} vs {tuple(v.shape)}" for k, v in ours.items()
+                 if k in theirs and theirs[k].shape != v.shape]
+        missing = [k for k in ours if k not in theirs]
+        if wrong or missing:
+            diff = {k: (src.init_kwargs.get(k), dst.init_kwargs.get(k)) for k in dst.init_kwargs
+                    if k in getattr(src, "init_kwargs", {}) and src.init_kwargs.get(k) != dst.init_kwargs.get(k)}
+            raise ConfigError(f"train.resume_from={path}: its {name} does not fit the config's: shapes {wrong[:4]}"
+                              f"{', missing ' + str(missing[:4]) if missing else ''}; constructor keywords that "
+                              f"differ (file, config): {diff} - set model.{'G' if name != 'D' else 'D'}.<key> (or the "
+                              f"model knob that feeds it) to the file's value")
+        dst.load_state_dict({k: theirs[k] for k in ours})
+    if nets.get("augment_p") is not None and module.augment_pipe is not None:
+        module.augment_pipe.p.fill_(float(nets["augment_p"]))
+    if verbose:
+        print(f"sgtrain-train: initialised from {path}"
+              + (f" (augment p {float(nets['augment_p']):.3f})" if nets.get("augment_p") is not None else ""))
+
+
 def loss_factory(cfg: DictConfig) -> Any:
     """``loss(G=, D=, augment_pipe=) -> GANLoss`` from ``cfg.loss`` (a Hydra ``_target_`` node, partially applied)."""
     from hydra.utils import instantiate
@@ -211,6 +276,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     t_start = time.time()
     validate_config(cfg)
+    if cfg.train.resume_from:
+        changed = transfer_learning_settings(cfg)
+        if changed and _is_rank_zero():
+            print(f"sgtrain-train: starting from train.resume_from as NVlabs does: {', '.join(changed)}")
     run_dir = resolve_run_dir(cfg)
     world = world_size_of(cfg)
     meta = read_last_meta(run_dir)
@@ -294,23 +363,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         batch=t.batch, batch_gpu=t.batch_gpu, G_lr=t.G_lr, D_lr=t.D_lr, betas=tuple(t.betas), eps=t.eps,
         G_reg_interval=t.G_reg_interval, D_reg_interval=t.D_reg_interval, ema_kimg=t.ema_kimg,
         ema_rampup=t.ema_rampup, total_kimg=t.kimg, tick_kimg=t.tick_kimg, seed=t.seed, loader_batch=loader_batch,
-        ddp_check_kimg=t.snap_kimg,
+        ddp_check_kimg=t.snap_kimg, freeze_mapping=t.freeze_mapping,
     )
     module.label_sampler = dm.sample_labels
     ckpt_path = find_resume_checkpoint(run_dir)
     if ckpt_path is None and t.resume_from:
-        from sgtrain.io import load_network
-
-        nets = load_network(t.resume_from)
-        for name in ("G", "D", "G_ema"):
-            src = nets.get(name) or (nets["G_ema"] if name == "G" else None)
-            if src is not None:
-                missing = getattr(module, name).load_state_dict(src.state_dict(), strict=False)
-                if rank0 and (missing.missing_keys or missing.unexpected_keys):
-                    print(f"sgtrain-train: {name} from {t.resume_from}: missing {missing.missing_keys}, "
-                          f"unexpected {missing.unexpected_keys}")
-        if rank0:
-            print(f"sgtrain-train: initialised from {t.resume_from}")
+        init_from_network(module, str(t.resume_from), cfg, verbose=rank0)
+        module.cur_nimg = module.tick_start_nimg = int(round(float(t.resume_kimg) * 1000))
 
     n_grid = int(t.grid[0]) * int(t.grid[1])
     n_reals = max(n_grid, int(t.swd_images) if t.swd else 0)
