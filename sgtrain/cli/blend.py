@@ -21,7 +21,9 @@ from sgtrain.latent import (
 from sgtrain.latent._cli import add_sampling_args, base_parser, run
 
 EPILOG = """Sources are named a, b, c ... in the order of --w; each is a latent file (.npz with key 'w', e.g. a
-projected_w.npz) or a seed. 'end' stands for the last layer (num_ws - 1).
+projected_w.npz) or a seed. 'end' stands for the last layer (num_ws - 1). The style-mixing presets coarse, middle
+and fine (StyleGAN's ranges; see sgtrain-mix -h) stand for their layers, e.g. --layers "coarse:a,middle:b,fine:a".
+Blending needs a W space (StyleGAN, StyleGAN2, StyleGAN3).
 examples:
   sgtrain-blend --network cars.pkl --w truck/projected_w.npz,sports/projected_w.npz --layers "0-5:a,6-end:b" \\
       --outdir out/blend
@@ -39,7 +41,7 @@ def _main(args) -> None:
     if args.mean:
         ws = mean_ws(sources)
     else:
-        owner = parse_layer_spec(args.layers, list(sources), G.num_ws)
+        owner = parse_layer_spec(args.layers, list(sources), G.num_ws, G.img_resolution)
         ws = blend_ws(sources, owner)
         print("layers: " + ", ".join(f"{i}:{o}" for i, o in enumerate(owner)))
     images = render_ws(G, ws, args.noise_mode, args.batch_size).numpy()
@@ -60,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = base_parser("sgtrain-blend", "Blend latents: take each layer range from a chosen source, or average.",
                     EPILOG)
     p.add_argument("--w", required=True, help="comma-separated sources: .npz/.npy latent files or seeds")
-    p.add_argument("--layers", help="which source each layer range takes, e.g. '0-6:a,7-end:b'")
+    p.add_argument("--layers", help="which source each layer range takes, e.g. '0-6:a,7-end:b' or "
+                   "'coarse:a,middle:b,fine:a'")
     p.add_argument("--mean", action="store_true", help="average all sources instead")
     add_sampling_args(p)
     p.add_argument("--outdir", required=True, help="output folder")

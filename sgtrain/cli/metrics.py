@@ -1,6 +1,7 @@
 """sgtrain-metrics: image-quality metrics of a generator against real data, or between two image sets.
 
     sgtrain-metrics METRIC --network NET --data DATA [--detector FILE] [--num-gen K] [--device cpu|cuda]
+    sgtrain-metrics eqt50k_int --network SG3_NET [--num-gen K]
     sgtrain-metrics METRIC --real A --fake B [--detector FILE] [--num-gen K]
     sgtrain-metrics swd --network NET --data SHARDS [--num 2048]
 
@@ -28,6 +29,9 @@ Metrics (N is a count in thousands of images, K the number of neighbours):
   prNkK           precision and recall against the first N thousand real images
   isNk            Inception Score over 10 splits (is50k)
   ppl2_wend       perceptual path length in W at path ends, 50,000 paths (also ppl_zfull, ppl_wend, ...)
+  eqt50k_int      StyleGAN3's EQ-T in dB (integer translations), 50,000 samples; no data, no feature network
+  eqt50k_frac     EQ-T_frac in dB (sub-pixel translations)
+  eqr50k          EQ-R in dB (rotations); the three need a generator with an input transform (StyleGAN3)
   swd             sliced Wasserstein distance on Laplacian-pyramid patches (no feature network)
 
 FID, KID and IS need NVlabs' Inception network, file inception-2015-12-05.pkl, published at
@@ -49,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sgtrain-metrics", description=_DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("metric", help="metric name, for example fid50k_full, kid50k_full, pr50k3_full, is50k, "
-                                       "ppl2_wend, fid10k, swd")
+                                       "ppl2_wend, eqt50k_int, fid10k, swd")
     parser.add_argument("--network", help="generator: run directory, portable .safetensors, Lightning .ckpt, "
                                            "NVlabs .pkl or rosinality .pt")
     parser.add_argument("--data", help="real images: shard directory written by sgtrain-data pack, image folder or "
@@ -144,9 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     if two_sets and (args.fake is None or (spec.needs_real and args.real is None)):
         print(f"{prog}: comparing two image sets needs --real A and --fake B", file=sys.stderr)
         return 2
-    if two_sets and spec.kind == "ppl":
-        print(f"{prog}: PPL walks a generator's latent space; pass --network (two image sets cannot give it)",
-              file=sys.stderr)
+    if two_sets and spec.kind in ("ppl", "eq"):
+        what = "PPL walks the latent space of" if spec.kind == "ppl" else "equivariance moves the input of"
+        print(f"{prog}: {what} a generator; pass --network (two image sets cannot give it)", file=sys.stderr)
         return 2
     if not two_sets and not args.network:
         print(f"{prog}: pass --network (and --data), or --real and --fake", file=sys.stderr)
@@ -155,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: pass --data with the real images", file=sys.stderr)
         return 2
     try:  # the feature network first: a missing file fails before anything is loaded
-        find_detector_file(spec.detector, args.detector, cache_dir=args.cache_dir)
+        if spec.detector is not None:
+            find_detector_file(spec.detector, args.detector, cache_dir=args.cache_dir)
     except DetectorNotFoundError as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2

@@ -25,6 +25,8 @@ from sgtrain.latent.project import VGG16_URL
 EPILOG = f"""examples:
   sgtrain-project --network runs/emoji --target face.png --loss mse --steps 500 --outdir out/proj
   sgtrain-project --network ffhq.pkl --target a.png b.png --space w+ --vgg ~/weights/vgg16.pt --outdir out/proj
+  sgtrain-project --network runs/emoji --target face.png --space w+ --loss mse --init encoder \\
+      --encoder runs/emoji/encoder --steps 250 --outdir out/proj_enc
 The lpips-vgg loss reads VGG16 weights from --vgg: NVlabs' TorchScript vgg16.pt (published at
 {VGG16_URL}) or a torchvision-format VGG16 state dict. Nothing is downloaded.
 Outputs (one target): projected_w.npz (key 'w', [1, num_ws, w_dim]), proj.png, target.png, proj.mp4; with several
@@ -37,14 +39,26 @@ def _main(args) -> None:
     device = next(G.parameters()).device
     vgg = load_vgg16(args.vgg, device) if args.loss == "lpips-vgg" else None
     targets = torch.stack([load_target(t, G.img_resolution, G.img_channels) for t in args.target])
+    init_ws = None
+    if args.init == "encoder":
+        if not args.encoder:
+            raise ValueError("--init encoder needs --encoder PATH (train one with sgtrain-encoder train)")
+        from sgtrain.latent.encoder import encode_images, load_encoder
+
+        init_ws = encode_images(load_encoder(args.encoder, device, G), targets)
+    elif args.encoder:
+        raise ValueError("--encoder is only used with --init encoder")
     steps = args.steps
     every = max(1, steps // args.video_frames) if args.save_video else 0
     ws, proj, scores, frames = [], [], [], []
     for i in range(0, len(targets), args.batch_size):  # each batch projected jointly, with its own noise maps
         out = project(G, targets[i:i + args.batch_size], space=args.space, num_steps=steps, loss=args.loss, vgg=vgg,
                       class_idx=args.class_idx, w_avg_samples=args.w_avg_samples, initial_learning_rate=args.lr,
-                      optimize_noise=not args.fixed_noise, seed=args.seed, history_every=every, verbose=True,
-                      device=device)
+                      initial_noise_factor=args.w_noise, regularize_noise_weight=args.noise_reg,
+                      noise_lr_scale=args.noise_lr,
+                      optimize_noise=not args.fixed_noise, noise_init=args.noise_init,
+                      init_ws=None if init_ws is None else init_ws[i:i + args.batch_size], seed=args.seed,
+                      history_every=every, verbose=True, device=device)
         ws.append(out["ws"])
         proj.append(to_uint8(out["images"]).numpy())
         scores.append(out["psnr"])
@@ -87,6 +101,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--class", dest="class_idx", type=int, default=None, metavar="K", help="class of a conditional net")
     p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default: 0.1)")
     p.add_argument("--w-avg-samples", type=int, default=10000, help="samples for w_avg and w_std (default: 10000)")
+    p.add_argument("--init", default="w_avg", choices=["w_avg", "encoder"],
+                   help="start at w_avg (NVlabs) or at an encoder's prediction (--encoder; default: w_avg)")
+    p.add_argument("--encoder", metavar="PATH", help="encoder from sgtrain-encoder train (file or its folder)")
+    p.add_argument("--w-noise", type=float, default=None, metavar="F",
+                   help="initial w noise, a fraction of w's spread, fading out over 75%% of the steps (default: "
+                        "0.05 for lpips-vgg from w_avg as NVlabs, 0 for mse or from an encoder)")
+    p.add_argument("--noise-reg", type=float, default=None, metavar="WEIGHT",
+                   help="weight of the noise-map autocorrelation penalty (default: 1e5 for lpips-vgg as NVlabs, "
+                        "1e3 for mse)")
+    p.add_argument("--noise-lr", type=float, default=None, metavar="SCALE",
+                   help="noise maps' learning rate as a fraction of --lr (default: 1 for lpips-vgg, 0.1 for mse)")
+    p.add_argument("--noise-init", default="const", choices=["const", "random"],
+                   help="optimised noise maps start from the network's own (const, default) or fresh random maps")
     p.add_argument("--fixed-noise", action="store_true",
                    help="keep the network's noise maps instead of optimising per-image noise")
     p.add_argument("--seed", type=int, default=303, help="seed of the w noise and initial noise maps (default: 303)")

@@ -3,13 +3,22 @@
 - :func:`pack` (``sgtrain-data pack``): folder / zip / NVlabs zip / LMDB -> ``OUT/<name>-NNNNNN.tar`` and
   ``dataset.json``.
 - :class:`DatasetCard`, :func:`load_card`: the ``dataset.json`` card (resolution, channels, c_dim, label names, count,
-  shards with counts and sha256, pack options) and :meth:`DatasetCard.sample_labels`.
+  shards with counts and sha256, pack options) and :meth:`DatasetCard.sample_labels`; :func:`load_vector_labels`
+  (``labels.npy``, read once) and :func:`check_labels_source` (vector labels need a local pack directory).
 - :class:`ShardDataModule`: LightningDataModule yielding ``(img uint8 [B, C, R, R], c float32 [B, c_dim])``.
 
 ``ShardDataModule`` is imported lazily so that the packer does not pay for importing Lightning.
 """
 
-from .card import DatasetCard, ShardInfo, load_card, sample_vector_labels
+from .card import (
+    DatasetCard,
+    ShardInfo,
+    check_labels_source,
+    load_card,
+    load_vector_labels,
+    local_dir_of,
+    sample_vector_labels,
+)
 from .pack import PackError, pack
 
 __all__ = [
@@ -18,7 +27,10 @@ __all__ = [
     "ShardDataModule",
     "ShardInfo",
     "ShardStream",
+    "check_labels_source",
     "load_card",
+    "load_vector_labels",
+    "local_dir_of",
     "pack",
     "sample_vector_labels",
 ]

@@ -7,6 +7,7 @@ module takes the label distribution from it to draw conditioning labels for gene
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -194,8 +195,128 @@ def load_card(path: str | os.PathLike) -> DatasetCard:
         return DatasetCard.from_dict(json.load(f))
 
 
+LABELS_NAME = "labels.npy"
+
+
+@functools.lru_cache(maxsize=8)
+def _load_labels(path: str, mtime_ns: int, size: int) -> torch.Tensor:
+    labels = np.load(path)
+    if labels.ndim != 2 or labels.shape[0] == 0:
+        raise ValueError(f"{path} must hold a float array [count, c_dim] with count > 0, got shape {labels.shape}")
+    return torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32))
+
+
+def load_vector_labels(card_dir: str | os.PathLike) -> torch.Tensor:
+    """The vector labels of a pack directory, ``labels.npy`` as float32 [count, c_dim], read once per process.
+
+    The file is read on the first call and kept (keyed by its path, size and modification time, so a repacked
+    directory is read again); later calls return the same tensor without touching the disk. Treat it as read-only.
+
+    Raises:
+        FileNotFoundError: no ``labels.npy`` in ``card_dir``.
+        ValueError: the array is not 2-D or is empty.
+    """
+    path = os.path.abspath(os.path.join(os.fspath(card_dir), LABELS_NAME))
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"no {LABELS_NAME} in {os.fspath(card_dir)}: vector-labelled datasets keep their labels there "
+            "(written by `sgtrain-data pack`); repack the dataset, or train unconditionally with dataset.cond=false"
+        ) from None
+    return _load_labels(path, st.st_mtime_ns, st.st_size)
+
+
 def sample_vector_labels(card_dir: str | os.PathLike, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw ``n`` rows of ``labels.npy`` (vector-labelled datasets), float32 [n, c_dim]."""
-    labels = torch.from_numpy(np.load(os.path.join(os.fspath(card_dir), "labels.npy"))).float()
+    """Draw ``n`` rows of ``labels.npy`` (vector-labelled datasets) uniformly with replacement, float32 [n, c_dim].
+
+    The file is read once per process (:func:`load_vector_labels`), not at every call.
+
+    Raises:
+        FileNotFoundError, ValueError: see :func:`load_vector_labels`.
+    """
+    labels = load_vector_labels(card_dir)
     idx = torch.randint(0, labels.shape[0], [n], generator=generator)
     return labels[idx]
+
+
+def local_dir_of(path: str | os.PathLike | list | tuple) -> str | None:
+    """The local directory of a dataset location, or None when it is remote.
+
+    A pack directory is its own directory; ``dataset.json``, a shard file, a local brace pattern or a list of local
+    shards give the directory of the (first) file; ``file://`` is stripped. URLs (``http://``, ``s3://`` ...) and
+    ``pipe:`` commands give None.
+    """
+    first = path[0] if isinstance(path, (list, tuple)) and path else path
+    if isinstance(first, (list, tuple)):
+        return None
+    p = os.fspath(first)
+    if p.startswith("file://"):
+        p = p[len("file://") :]
+    elif p.startswith("pipe:") or "://" in p:
+        return None
+    if os.path.isdir(p):
+        return p
+    d = os.path.dirname(p) or "."
+    return d if os.path.isdir(d) else None
+
+
+def check_labels_source(
+    path: str | os.PathLike | list | tuple,
+    card: DatasetCard | dict | str | os.PathLike | None = None,
+    use_labels: bool = True,
+) -> str | None:
+    """Check that the labels of a dataset can be drawn during training; call it before training starts.
+
+    Generated images are conditioned on labels drawn from the dataset. Class labels come from the card; vector
+    labels come from ``labels.npy``, which sgtrain reads from a local pack directory only, so a URL or ``pipe:``
+    dataset with vector labels would otherwise fail at the first training step.
+
+    Args:
+        path: ``dataset.path`` (pack directory, ``dataset.json``, brace pattern, URL, ``pipe:`` command, or a list).
+        card: the dataset card (a DatasetCard, the parsed ``dataset.json`` dict, or its path/URL); None = find it
+            as the datamodule does (next to the shards; for http URLs this reads the remote card).
+        use_labels: False when the run ignores labels (``dataset.cond=false``): nothing to check.
+
+    Returns:
+        The local directory holding ``labels.npy`` for vector labels; None for class labels, no labels, or when no
+        card can be found (the datamodule then reports the missing card itself).
+
+    Raises:
+        ValueError: vector labels with a remote ``path`` (the message says what to pass instead), or a
+            ``labels.npy`` whose shape does not match the card's ``c_dim``.
+        FileNotFoundError: vector labels without ``labels.npy`` in the local directory.
+    """
+    if not use_labels:
+        return None
+    if card is None:
+        from .stream import resolve_shards
+
+        try:
+            _, card = resolve_shards(path)
+        except (OSError, ValueError):
+            return None
+    elif isinstance(card, dict):
+        card = DatasetCard.from_dict(card)
+    elif isinstance(card, (str, os.PathLike)):
+        from .stream import _read_card_url
+
+        card = _read_card_url(os.fspath(card))
+    if card is None or card.label_type != "vector" or card.c_dim == 0:
+        return None
+    root = local_dir_of(path)
+    if root is None:
+        shown = path if not isinstance(path, (list, tuple)) else f"[{path[0]!r}, ...]"
+        raise ValueError(
+            f"dataset.path={shown} is remote but its dataset '{card.name}' has vector labels (c_dim={card.c_dim}): "
+            f"sgtrain draws vector labels from {LABELS_NAME}, which it reads only from a local pack directory. "
+            f"Pass dataset.path=DIR, a local copy (or mount) of the directory written by `sgtrain-data pack`, or "
+            f"train without labels with dataset.cond=false"
+        )
+    labels = load_vector_labels(root)
+    if labels.shape[1] != card.c_dim:
+        raise ValueError(
+            f"{os.path.join(root, LABELS_NAME)} holds labels of dimension {labels.shape[1]} but the card says "
+            f"c_dim={card.c_dim}; repack the dataset with `sgtrain-data pack`"
+        )
+    return root

@@ -9,7 +9,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from .card import DatasetCard, sample_vector_labels
+from .card import DatasetCard, check_labels_source, load_vector_labels
 from .stream import MODES, ShardStream, _EpochLoader, dist_info, resolve_shards
 
 
@@ -104,6 +104,7 @@ class ShardDataModule(pl.LightningDataModule):
         self._start_epoch = 0
         self._resume_batches: int | None = None
         self._stream: ShardStream | None = None
+        self._vector_labels: torch.Tensor | None = None
 
     # ----------------------------------------------------------------------------------------- the card
     @property
@@ -131,15 +132,21 @@ class ShardDataModule(pl.LightningDataModule):
         """Draw ``n`` labels from the dataset's label distribution, float32 [n, c_dim] ([n, 0] unconditional).
 
         For conditional generation during training (NVlabs draws the labels of random training images; class
-        frequencies from the card give the same distribution).
+        frequencies from the card give the same distribution). Vector labels are rows of ``labels.npy``, read on
+        the first call and kept.
+
+        Raises:
+            ValueError: vector labels on a remote dataset (see :func:`sgtrain.data.check_labels_source`).
+            FileNotFoundError: vector labels without ``labels.npy`` in the pack directory.
         """
         if self.c_dim == 0:
             return torch.zeros([n, 0], dtype=torch.float32, device=device)
         if self.card.label_type == "vector":
-            root = self.path if isinstance(self.path, str) and os.path.isdir(self.path) else None
-            if root is None:
-                raise NotImplementedError("vector labels need the pack directory (with labels.npy) as path")
-            return sample_vector_labels(root, n, generator).to(device)
+            if self._vector_labels is None:  # read labels.npy once, not at every step
+                root = check_labels_source(self.path, self.card)
+                self._vector_labels = load_vector_labels(root)
+            labels = self._vector_labels
+            return labels[torch.randint(0, labels.shape[0], [n], generator=generator)].to(device)
         return self.card.sample_labels(n, generator=generator, device=device)
 
     @property

@@ -16,7 +16,8 @@ Design (see docs/data.md for the user-facing version):
   shards if it runs short and stops when it has enough), so every rank yields the same number of batches and DDP
   never waits on a rank that ran out of data. This is webdataset's ``with_epoch`` made exact per stream.
 - Decoding (PNG -> uint8) happens in the workers, which also assemble the batch, so one batch crosses the process
-  boundary at a time. A sample that fails to decode is skipped, counted (``ShardDataModule.corrupt_count``) and
+  boundary at a time. A sample that fails to decode or has a bad label (a class index outside [0, c_dim), a label
+  vector of the wrong length) is skipped, counted (``ShardDataModule.corrupt_count``) and
   replaced by the next one; a shard that cannot be opened or read is skipped and counted the same way.
 """
 
@@ -405,12 +406,23 @@ class ShardStream(torch.utils.data.IterableDataset):
         rng.shuffle(buf)
         yield from buf
 
-    def _label(self, sample: dict[str, Any]) -> np.ndarray | None:
+    def _label(self, sample: dict[str, Any]) -> int | np.ndarray | None:
+        """The sample's label: a class index in [0, c_dim), a float32 [c_dim] vector, or None without labels.
+
+        Raises (the sample is then skipped and counted as corrupt):
+            KeyError: the label field is missing. ValueError: an index out of range or a vector of the wrong length.
+        """
         if self.c_dim == 0:
             return None
         if self.label_type == "class":
-            return int(sample["cls"])
-        return np.asarray(json.loads(sample["json"])["label"], dtype=np.float32)
+            idx = int(sample["cls"])
+            if not 0 <= idx < self.c_dim:
+                raise ValueError(f"class index {idx} outside 0..{self.c_dim - 1} (c_dim={self.c_dim})")
+            return idx
+        vec = np.asarray(json.loads(sample["json"])["label"], dtype=np.float32)
+        if vec.shape != (self.c_dim,):
+            raise ValueError(f"label of shape {vec.shape}, expected ({self.c_dim},)")
+        return vec
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = torch.utils.data.get_worker_info()

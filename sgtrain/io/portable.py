@@ -21,7 +21,6 @@ import importlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import sgtrain
+from sgtrain.io.atomic import atomic_write
 from sgtrain.io.errors import NetworkFileError, UnsupportedNetworkError
 from sgtrain.io.nvlabs import jsonable, load_state_dict_checked
 
@@ -119,14 +119,7 @@ def save_network(path: str | os.PathLike, G_ema: torch.nn.Module, G: torch.nn.Mo
 
 
 def _atomic(dest: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(dest, write)  # with the umask's permissions (tempfile.mkstemp would give 0600)
 
 
 def build_module(cls_name: str, init_kwargs: dict[str, Any], what: str) -> torch.nn.Module:

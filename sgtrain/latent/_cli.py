@@ -32,6 +32,31 @@ def add_sampling_args(p: argparse.ArgumentParser, trunc: float = 1.0) -> None:
                    help="per-pixel noise: the network's fixed noise (const), fresh noise (random) or none")
 
 
+def parse_vec2(text: str | None) -> tuple[float, float] | None:
+    """``'X,Y'`` -> (x, y) floats (NVlabs' gen_images.py ``parse_vec2``); None stays None.
+
+    Raises:
+        ValueError: not two comma-separated numbers.
+    """
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        if len(parts) == 2:
+            return float(parts[0]), float(parts[1])
+    except ValueError:
+        pass
+    raise ValueError(f"cannot parse '{text}': write two numbers X,Y such as '0.1,-0.25'")
+
+
+def add_transform_args(p: argparse.ArgumentParser) -> None:
+    """--translate X,Y and --rotate DEG: StyleGAN3's input transform (NVlabs' gen_images.py options)."""
+    p.add_argument("--translate", default=None, metavar="X,Y",
+                   help="StyleGAN3 only: translate the picture by X,Y image widths/heights (e.g. '0.1,-0.25')")
+    p.add_argument("--rotate", type=float, default=None, metavar="DEG",
+                   help="StyleGAN3 only: rotate the picture by DEG degrees (gen_images.py's sign convention)")
+
+
 def run(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
         argv: Sequence[str] | None) -> None:
     """Parse ``argv`` and call ``main``; user errors (bad values, missing files) exit with the message, no trace."""

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import torch
 
 from sgtrain.latent.common import load_ws, seeds_to_ws
+from sgtrain.latent.mixing import STYLE_PRESETS, style_layers
+from sgtrain.latent.studio import require_w
 
 __all__ = ["source_names", "load_sources", "parse_layer_spec", "blend_ws", "mean_ws"]
 
@@ -40,8 +42,10 @@ def load_sources(
         {name: float32 [N, num_ws, w_dim]} with names a, b, c ... in order, on G's device. A seed gives N = 1.
 
     Raises:
-        ValueError: an item is neither an existing file nor an integer; FileNotFoundError for a missing file.
+        ValueError: an item is neither an existing file nor an integer; a network without W space (ProGAN, DCGAN).
+        FileNotFoundError: a missing file.
     """
+    require_w(G, "blending latents")
     if isinstance(items, str):
         items = [s.strip() for s in items.split(",") if s.strip()]
     device = next(G.parameters()).device
@@ -56,8 +60,10 @@ def load_sources(
     return out
 
 
-def parse_layer_spec(spec: str, names: Sequence[str], num_ws: int) -> list[str]:
-    """Which source each layer takes, from ``'0-6:a,7-15:b'`` (``end`` = num_ws - 1; single layers allowed).
+def parse_layer_spec(spec: str, names: Sequence[str], num_ws: int, img_resolution: int | None = None) -> list[str]:
+    """Which source each layer takes, from ``'0-6:a,7-15:b'`` (``end`` = num_ws - 1; single layers allowed) or the
+    style-mixing presets ``'coarse:a,middle:b,fine:c'`` (mixed with ranges as needed; the layers of each preset are
+    those of :func:`sgtrain.latent.mixing.style_layers` for ``num_ws`` and ``img_resolution``).
 
     Returns:
         A list of num_ws source names, one per layer.
@@ -67,19 +73,25 @@ def parse_layer_spec(spec: str, names: Sequence[str], num_ws: int) -> list[str]:
             no item covers (the message lists them).
     """
     owner: list[str | None] = [None] * num_ws
+    presets = "|".join(STYLE_PRESETS)
     for part in spec.split(","):
         part = part.strip()
-        m = re.fullmatch(r"(\d+|end)\s*(?:-\s*(\d+|end))?\s*:\s*(\w+)", part)
+        m = re.fullmatch(rf"(?:({presets})|(\d+|end)\s*(?:-\s*(\d+|end))?)\s*:\s*(\w+)", part)
         if not m:
-            raise ValueError(f"cannot parse '{part}' in --layers '{spec}': write ranges like '0-6:a,7-end:b'")
-        lo = num_ws - 1 if m.group(1) == "end" else int(m.group(1))
-        hi = lo if m.group(2) is None else (num_ws - 1 if m.group(2) == "end" else int(m.group(2)))
-        name = m.group(3)
+            raise ValueError(f"cannot parse '{part}' in --layers '{spec}': write ranges like '0-6:a,7-end:b' or "
+                             "presets like 'coarse:a,middle:b,fine:c'")
+        name = m.group(4)
         if name not in names:
             raise ValueError(f"--layers names source '{name}' but the sources are {', '.join(names)}")
-        if lo > hi or hi >= num_ws:
-            raise ValueError(f"layers {lo}-{hi} are not a range within 0-{num_ws - 1} (num_ws={num_ws})")
-        for i in range(lo, hi + 1):
+        if m.group(1):
+            layers = style_layers(m.group(1), num_ws, img_resolution)
+        else:
+            lo = num_ws - 1 if m.group(2) == "end" else int(m.group(2))
+            hi = lo if m.group(3) is None else (num_ws - 1 if m.group(3) == "end" else int(m.group(3)))
+            if lo > hi or hi >= num_ws:
+                raise ValueError(f"layers {lo}-{hi} are not a range within 0-{num_ws - 1} (num_ws={num_ws})")
+            layers = list(range(lo, hi + 1))
+        for i in layers:
             if owner[i] is not None:
                 raise ValueError(f"layer {i} is given twice in --layers '{spec}'")
             owner[i] = name

@@ -1,14 +1,27 @@
-"""Latent directions by closed-form factorization (SeFa; Shen & Zhou 2021, "Closed-Form Factorization of Latent
-Semantics in GANs", sec. 2.2 and eq. 5).
+"""Latent directions: closed-form (SeFa) and supervised (InterFaceGAN's SVM boundary, logistic regression).
 
-Every synthesis layer turns w into styles through an affine map ``y = A w + b``. Moving w by ``n`` changes the
-styles by ``A n``; the unit directions that change the styles most are the leading eigenvectors of ``A^T A``,
-where A stacks the affine weights of the chosen layers (each output row normalised to unit length, as in the
-authors' code). Editing adds ``strength * n`` to the ws of those layers only.
+SeFa (Shen & Zhou 2021, "Closed-Form Factorization of Latent Semantics in GANs", sec. 2.2 and eq. 5). Every
+synthesis layer turns w into styles through an affine map ``y = A w + b``. Moving w by ``n`` changes the styles by
+``A n``; the unit directions that change the styles most are the leading eigenvectors of ``A^T A``, where A stacks
+the affine weights of the chosen layers (each output row normalised to unit length, as in the authors' code).
+Editing adds ``strength * n`` to the ws of those layers only.
+
+Supervised directions (Shen et al. 2020, "Interpreting the Latent Space of GANs for Semantic Face Editing",
+InterFaceGAN, sec. 2.1-2.2 and 3.1). Latents of many samples get an attribute score (from a classifier, a CSV, the
+image itself or the class label of a conditional network). A linear boundary separates the samples with the highest
+scores from those with the lowest (a linear SVM on the top and bottom ``ratio`` of the samples, as the authors do;
+or logistic regression on all of them, as in Puzer's stylegan-encoder notebook); its unit normal ``n`` is the
+direction, and ``latent + strength * n`` moves a sample across the attribute. Conditional manipulation (sec. 2.2):
+to change one attribute without another, remove from ``n`` its component along the other attributes' normals,
+``n - (n . m) m`` for one of them, the projection onto the orthogonal complement of their span for several.
+Fitting works in Z (before the mapping network; every network has it), W (one w) or W+ (num_ws ws, flattened).
+
+A direction file (``.npz``, see :func:`save_direction`) holds one direction and where it applies.
 """
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 import re
@@ -17,24 +30,36 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from sgtrain.latent.common import make_grid, seeds_to_ws, synthesize, to_uint8
+from sgtrain.latent.common import load_ws, make_grid, seeds_to_ws, seeds_to_z, synthesize, to_uint8
 
-__all__ = ["affine_layers", "sefa", "save_directions", "load_directions", "edit_ws", "direction_sweep"]
+__all__ = [
+    "affine_layers", "sefa", "save_directions", "load_directions", "edit_ws", "direction_sweep",
+    "SPACES", "IMAGE_SCORES", "DIRECTION_FORMAT", "latent_spaces", "image_scores", "seed_classes", "seed_latents",
+    "latents_to_ws", "render_latents", "read_scores_csv", "table_latents", "fit_direction", "condition_direction",
+    "make_direction", "save_direction", "load_direction", "check_direction", "move_latents", "edited_ws",
+    "render_direction", "direction_video",
+]
 
 
 def affine_layers(G: torch.nn.Module) -> list[tuple[int, str, torch.Tensor]]:
     """The style (modulation) affine weights of the synthesis network with the ws index that feeds each.
 
     StyleGAN2 naming (NVlabs, sgtrain): ``b{res}.conv0.affine`` takes ws[2k-5], ``b{res}.conv1.affine`` ws[2k-4],
-    ``b{res}.torgb.affine`` ws[2k-3] with k = log2(res). Other synthesis networks: every module named
-    ``*affine`` in registration order takes ws[0], ws[1], ...
+    ``b{res}.torgb.affine`` ws[2k-3] with k = log2(res). Other synthesis networks (StyleGAN, StyleGAN3): every module
+    named ``*affine`` in registration order takes ws[0], ws[1], ... StyleGAN3's ``input.affine`` (ws[0]) is left
+    out: it maps w to the 4 parameters of the Fourier features' rotation and translation, not to a style, so the
+    list starts at ws[1] there.
 
     Returns:
         [(ws index, module name, weight float32 [out_features, w_dim])], sorted by ws index.
 
     Raises:
-        ValueError: no affine layers found.
+        ValueError: no affine layers found (e.g. a network without W space: ProGAN, DCGAN).
     """
+    if not hasattr(G, "synthesis"):
+        from sgtrain.latent.studio import require_w
+
+        require_w(G, "SeFa (closed-form directions of the style affine layers)")
     found = []
     generic = []
     for name, module in G.synthesis.named_modules():
@@ -46,9 +71,10 @@ def affine_layers(G: torch.nn.Module) -> list[tuple[int, str, torch.Tensor]]:
         if m:
             k = int(round(math.log2(int(m.group(1)))))
             found.append(({"conv0": 2 * k - 5, "conv1": 2 * k - 4, "torgb": 2 * k - 3}[m.group(2)], name, weight))
-    if not generic:
-        raise ValueError("found no modulation affine layers (modules named '*affine') in G.synthesis")
     layers = found if len(found) == len(generic) else generic
+    layers = [item for item in layers if item[1] != "input.affine"]  # StyleGAN3: the input transform, not a style
+    if not layers:
+        raise ValueError("found no modulation affine layers (modules named '*affine') in G.synthesis")
     return sorted(layers, key=lambda x: (x[0], x[1]))
 
 
@@ -57,20 +83,24 @@ def sefa(G: torch.nn.Module, layers: Sequence[int] | None = None) -> dict:
 
     Args:
         G: generator (NVlabs interface).
-        layers: ws indices whose affine weights to factorize; None = all.
+        layers: ws indices whose affine weights to factorize; None = every ws index that feeds a style (all of them
+            for StyleGAN and StyleGAN2; 1 to num_ws - 1 for StyleGAN3, whose ws[0] drives the input transform).
 
     Returns:
         dict with ``directions`` float32 [w_dim, w_dim] (row k = k-th unit direction, strongest first),
-        ``eigenvalues`` float32 [w_dim] (descending) and ``layers`` (the ws indices, to edit with).
+        ``eigenvalues`` float32 [w_dim] (descending) and ``layers`` (the chosen ws indices that feed a style, to
+        edit with).
 
     Raises:
-        ValueError: the chosen layers have no affine weights.
+        ValueError: the chosen layers have no affine weights; a network without W space.
     """
     all_layers = affine_layers(G)
-    chosen = sorted(set(range(G.num_ws) if layers is None else layers))
+    styled = sorted({idx for idx, _, _ in all_layers})
+    chosen = [i for i in (styled if layers is None else sorted(set(layers))) if i in styled]
     weights = [w for idx, _, w in all_layers if idx in chosen]
     if not weights:
-        raise ValueError(f"no modulation layers feed ws {chosen}; this network has ws 0-{G.num_ws - 1}")
+        raise ValueError(f"no modulation layers feed ws {sorted(set(layers or []))}; this network's styles take ws "
+                         f"{styled}")
     A = torch.cat(weights).double()  # [sum out_features, w_dim]
     A = A / A.norm(dim=1, keepdim=True).clamp_min(1e-12)
     evals, evecs = torch.linalg.eigh(A.T @ A)
@@ -146,3 +176,664 @@ def direction_sweep(
     imgs = imgs.reshape(D, len(seeds), S, *imgs.shape[1:])
     grids = [make_grid(imgs[d].reshape(-1, *imgs.shape[3:]).numpy(), len(seeds), S) for d in range(D)]
     return dict(images=imgs, grids=grids)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Supervised directions (InterFaceGAN, logistic regression) and direction files.
+
+SPACES = ("z", "w", "w+")
+IMAGE_SCORES = ("brightness", "redness", "left-right", "contrast")
+DIRECTION_FORMAT = "sgtrain-direction"
+DIRECTION_FORMAT_VERSION = 1
+
+
+def latent_spaces(G: torch.nn.Module) -> tuple[str, ...]:
+    """The latent spaces a generator exposes: ``('z', 'w', 'w+')`` with ``G.mapping``, ``G.synthesis`` and
+    ``G.num_ws`` (StyleGAN 1/2/3), ``('z',)`` otherwise (ProGAN, DCGAN: the image is ``G(z, c)``)."""
+    if all(hasattr(G, a) for a in ("mapping", "synthesis", "num_ws", "w_dim")):
+        return SPACES
+    return ("z",)
+
+
+def _check_space(G: torch.nn.Module, space: str) -> None:
+    if space not in SPACES:
+        raise ValueError(f"space '{space}' unknown: use z, w or w+")
+    if space not in latent_spaces(G):
+        from sgtrain.latent.studio import family_name
+
+        raise ValueError(f"this network ({family_name(G)}) has no mapping network, so no W / W+ space: "
+                         "use space z")
+
+
+def image_scores(images: torch.Tensor, name: str) -> torch.Tensor:
+    """Attribute scores computed from the images themselves (for demos and tests; no classifier needed).
+
+    Args:
+        images: float [N, C, H, W] in [-1, 1] (network output).
+        name: ``'brightness'`` (mean of all pixels, mapped to [0, 1]), ``'redness'`` (mean red minus the mean of
+            green and blue, in [-1, 1]; RGB only), ``'left-right'`` (brightness of the left half minus the right half,
+            in [-1, 1]) or ``'contrast'`` (standard deviation of the grey image, in [0, 1]).
+
+    Returns:
+        float32 [N].
+
+    Raises:
+        ValueError: unknown name, or redness of a non-RGB image.
+    """
+    x = (images.detach().float() + 1) / 2
+    if name == "brightness":
+        return x.mean([1, 2, 3])
+    if name == "redness":
+        if x.shape[1] != 3:
+            raise ValueError(f"redness needs RGB images; these have {x.shape[1]} channel(s)")
+        return x[:, 0].mean([1, 2]) - 0.5 * (x[:, 1] + x[:, 2]).mean([1, 2])
+    if name == "left-right":
+        half = x.shape[3] // 2
+        return x[..., :half].mean([1, 2, 3]) - x[..., x.shape[3] - half:].mean([1, 2, 3])
+    if name == "contrast":
+        return x.mean(1).flatten(1).std(1)
+    raise ValueError(f"image score '{name}' unknown: use one of {', '.join(IMAGE_SCORES)}")
+
+
+def seed_classes(seeds: Sequence[int], c_dim: int) -> list[int]:
+    """The class of each seed when sampling a conditional network over all classes: ``seed % c_dim``."""
+    if c_dim < 1:
+        raise ValueError("this network is unconditional (c_dim=0): it has no class labels to fit")
+    return [int(s) % c_dim for s in seeds]
+
+
+def _labels(G: torch.nn.Module, n: int, class_idx: int | None, classes: Sequence[int] | None,
+            device: torch.device) -> torch.Tensor:
+    from sgtrain.latent.common import make_labels
+
+    if classes is None:
+        return make_labels(G, n, class_idx, device)
+    if G.c_dim == 0:
+        raise ValueError("classes given for an unconditional network (c_dim=0)")
+    c = torch.zeros([n, G.c_dim], device=device)
+    c[torch.arange(n), torch.as_tensor(list(classes), dtype=torch.long)] = 1
+    return c
+
+
+@torch.no_grad()
+def seed_latents(
+    G: torch.nn.Module,
+    seeds: Sequence[int],
+    space: str,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    class_idx: int | None = None,
+    classes: Sequence[int] | None = None,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """Latents of seeds in the space where a direction is fitted or applied.
+
+    Args:
+        space: ``'z'`` (z as NVlabs draws it), ``'w'`` (ws[:, 0] after the mapping with truncation) or ``'w+'``.
+        class_idx: one class for all seeds (conditional networks). classes: one class per seed instead (see
+            :func:`seed_classes`); it wins over class_idx.
+
+    Returns:
+        float32 [N, z_dim], [N, w_dim] or [N, num_ws, w_dim], on G's device (z on CPU).
+
+    Raises:
+        ValueError: unknown space, W for a network without a mapping network, class errors.
+    """
+    _check_space(G, space)
+    if space == "z":
+        if classes is None:
+            _labels(G, 1, class_idx, None, torch.device("cpu"))  # class errors now, not at render time
+        return seeds_to_z(seeds, G.z_dim)
+    device = next(G.parameters()).device
+    z = seeds_to_z(seeds, G.z_dim).to(device)
+    c = _labels(G, len(seeds), class_idx, classes, device)
+    ws = torch.cat([G.mapping(z[i:i + batch_size], c[i:i + batch_size], truncation_psi=truncation_psi,
+                              truncation_cutoff=truncation_cutoff) for i in range(0, len(seeds), batch_size)])
+    return ws[:, 0] if space == "w" else ws
+
+
+@torch.no_grad()
+def latents_to_ws(
+    G: torch.nn.Module,
+    latents: torch.Tensor,
+    space: str,
+    c: torch.Tensor | None = None,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """Latents of a space to the ws [N, num_ws, w_dim] that ``G.synthesis`` takes (z through the mapping with
+    truncation and labels c [N, c_dim]; w broadcast to every layer; w+ as is)."""
+    _check_space(G, space)
+    device = next(G.parameters()).device
+    latents = latents.to(device)
+    if space == "w+":
+        return latents
+    if space == "w":
+        return latents[:, None].repeat(1, G.num_ws, 1)
+    c = torch.zeros([latents.shape[0], G.c_dim], device=device) if c is None else c.to(device)
+    return torch.cat([G.mapping(latents[i:i + batch_size], c[i:i + batch_size], truncation_psi=truncation_psi,
+                                truncation_cutoff=truncation_cutoff) for i in range(0, latents.shape[0], batch_size)])
+
+
+@torch.no_grad()
+def render_latents(
+    G: torch.nn.Module,
+    latents: torch.Tensor,
+    space: str,
+    c: torch.Tensor | None = None,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    noise_mode: str = "const",
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """Images of latents of any space: float32 [N, C, H, W] in about [-1, 1] on G's device.
+
+    Networks without a mapping network (z only) render ``G(z, c)``; c [N, c_dim] defaults to zeros.
+    """
+    if space == "z" and "w" not in latent_spaces(G):
+        device = next(G.parameters()).device
+        c = torch.zeros([latents.shape[0], G.c_dim], device=device) if c is None else c.to(device)
+        return torch.cat([G(latents[i:i + batch_size].to(device), c[i:i + batch_size])
+                          for i in range(0, latents.shape[0], batch_size)])
+    ws = latents_to_ws(G, latents, space, c, truncation_psi, truncation_cutoff, batch_size)
+    return synthesize(G, ws, noise_mode, batch_size)
+
+
+def read_scores_csv(path: str | os.PathLike) -> dict:
+    """Read attribute scores keyed by seed or by latent file.
+
+    The first row names the columns. The key column is ``seed`` (integer seeds) or ``file`` (a latent ``.npz`` /
+    ``.npy`` as ``sgtrain-project`` writes; relative paths are relative to the CSV's folder), optionally with
+    ``index`` (which latent of a file holding several, default 0). Every other column is an attribute; an empty
+    cell, ``nan`` or ``na`` marks a missing score (that sample is left out of that attribute's fit).
+
+    Returns:
+        dict with ``key`` ('seed' or 'file'), ``keys`` (ints or absolute paths), ``index`` (list of int),
+        ``scores`` {attribute: float64 array [N] with NaN for missing}.
+
+    Raises:
+        FileNotFoundError; ValueError: no key column, no attribute column, or a cell that is not a number.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"scores file '{path}' not found")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise ValueError(f"'{path}' is empty: write a header row such as 'seed,age'")
+    header = [h.strip() for h in rows[0]]
+    key = next((k for k in ("seed", "file") if k in header), None)
+    if key is None:
+        raise ValueError(f"'{path}' has columns {header}; the first row must name a 'seed' or a 'file' column")
+    attrs = [h for h in header if h not in ("seed", "file", "index") and h]
+    if not attrs:
+        raise ValueError(f"'{path}' has no attribute column besides '{key}': add one, e.g. 'seed,age'")
+    base = os.path.dirname(os.path.abspath(path))
+    keys, index, scores = [], [], {a: [] for a in attrs}
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        cells = dict(zip(header, (cell.strip() for cell in row)))
+        try:
+            if key == "seed":
+                keys.append(int(cells["seed"]))
+            else:
+                keys.append(os.path.normpath(os.path.join(base, cells["file"])))
+            index.append(int(cells.get("index") or 0))
+            for a in attrs:
+                v = cells.get(a, "")
+                scores[a].append(float("nan") if v.lower() in ("", "nan", "na") else float(v))
+        except (ValueError, KeyError) as e:
+            raise ValueError(f"'{path}' line {line}: cannot read {row}: {e}") from e
+    return dict(key=key, keys=keys, index=index, scores={a: np.asarray(v, dtype=np.float64) for a, v in scores.items()})
+
+
+def table_latents(
+    G: torch.nn.Module,
+    table: dict,
+    space: str,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    class_idx: int | None = None,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """The latents of the rows of a :func:`read_scores_csv` table in ``space``.
+
+    Seeds go through :func:`seed_latents`. Latent files hold ws: W+ takes them as they are; W takes the mean over
+    the layers (exact for a W projection, whose layers are equal); Z cannot be recovered from ws.
+
+    Returns:
+        float32 [N, ...] as :func:`seed_latents`.
+
+    Raises:
+        ValueError: Z asked for with latent files, an index beyond a file's latents; file errors of ``load_ws``.
+    """
+    if table["key"] == "seed":
+        return seed_latents(G, table["keys"], space, truncation_psi, truncation_cutoff, class_idx,
+                            batch_size=batch_size)
+    _check_space(G, space)
+    if space == "z":
+        raise ValueError("latent files hold ws, not z: fit these scores in --space w or w+")
+    cache: dict[str, torch.Tensor] = {}
+    out = []
+    for path, i in zip(table["keys"], table["index"]):
+        if path not in cache:
+            cache[path] = load_ws(path, G.num_ws, G.w_dim)
+        ws = cache[path]
+        if not 0 <= i < ws.shape[0]:
+            raise ValueError(f"'{path}' holds {ws.shape[0]} latent(s); index {i} is out of range")
+        out.append(ws[i])
+    ws = torch.stack(out).to(next(G.parameters()).device)
+    return ws.mean(1) if space == "w" else ws
+
+
+def fit_direction(
+    latents: torch.Tensor | np.ndarray,
+    scores: torch.Tensor | np.ndarray,
+    method: str = "svm",
+    ratio: float = 0.02,
+    split_ratio: float = 0.7,
+    C: float = 1.0,
+    seed: int = 0,
+) -> dict:
+    """Fit a linear boundary between high and low scores and return its unit normal.
+
+    Continuous scores: the samples are sorted by score and the top and bottom ``ratio`` of them (each; InterFaceGAN's
+    ``chosen_num_or_ratio``, 0.02 of 500k samples in the paper; 0.5 = all samples, split at the median) become the
+    positives and negatives. Binary scores (exactly two distinct values, e.g. "is class k") use every sample with its
+    label, classes weighted to balance. Of the chosen samples a random ``split_ratio`` trains the classifier and the
+    rest measures its accuracy.
+
+    Methods: ``'svm'``, InterFaceGAN's linear SVM (scikit-learn ``SVC(kernel='linear', C)`` as the authors use, or
+    ``LinearSVC`` above 10000 training samples, where SVC's quadratic cost shows); ``'logistic'``, logistic
+    regression (scikit-learn ``LogisticRegression(C, class_weight='balanced')``, as Puzer's stylegan-encoder).
+
+    Args:
+        latents: float [N, D] or [N, num_ws, w_dim] (flattened for the fit); NaN scores are left out.
+        scores: float [N], higher = more of the attribute.
+        seed: seed of the train/validation split.
+
+    Returns:
+        dict with ``direction`` float32 of the latents' per-sample shape, unit L2 norm, pointing to higher scores;
+        ``offset`` (signed distance of a latent x to the boundary: ``x . n + offset``); ``accuracy`` (validation
+        accuracy on the held-out chosen samples, NaN when there are none); ``accuracy_all`` (accuracy over every
+        sample against ``score > median``, or the binary labels); ``latent_std`` (std of ``x . n`` over all samples:
+        the latents' spread along the direction, in latent units); ``score_slope`` (least-squares slope of score
+        against ``x . n``: the score change per unit of strength, as far as it is linear); ``num_train``,
+        ``num_val``, ``method``, ``ratio``.
+
+    Raises:
+        ValueError: unknown method, fewer than 4 usable samples, ratio outside (0, 0.5], a single score value.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import SVC, LinearSVC
+
+    if method not in ("svm", "logistic"):
+        raise ValueError(f"method '{method}' unknown: use svm or logistic")
+    if not 0 < ratio <= 0.5:
+        raise ValueError(f"ratio {ratio} must lie in (0, 0.5]: the fraction of samples taken from each end")
+    x_all = torch.as_tensor(latents).detach().cpu().double()
+    shape = tuple(x_all.shape[1:])
+    x_all = x_all.reshape(x_all.shape[0], -1).numpy()
+    s_all = torch.as_tensor(scores).detach().cpu().double().reshape(-1).numpy()
+    if s_all.shape[0] != x_all.shape[0]:
+        raise ValueError(f"{x_all.shape[0]} latents but {s_all.shape[0]} scores")
+    valid = np.isfinite(s_all)
+    x, s = x_all[valid], s_all[valid]
+    if x.shape[0] < 4:
+        raise ValueError(f"only {x.shape[0]} samples have a score; a direction needs many (thousands is usual)")
+    values = np.unique(s)
+    if values.size < 2:
+        raise ValueError(f"every score is {values[0] if values.size else 'missing'}: nothing to separate")
+    binary = values.size == 2
+    if binary:
+        chosen = np.arange(x.shape[0])
+        labels = (s == values[1]).astype(np.int64)
+    else:
+        order = np.argsort(s, kind="stable")
+        k = max(2, int(round(ratio * x.shape[0])))
+        chosen = np.concatenate([order[:k], order[-k:]])
+        labels = np.concatenate([np.zeros(k, np.int64), np.ones(k, np.int64)])
+    perm = np.random.RandomState(seed).permutation(chosen.size)
+    n_train = max(2, int(round(split_ratio * chosen.size)))
+    train, val = perm[:n_train], perm[n_train:]
+    if np.unique(labels[train]).size < 2:
+        raise ValueError("the training split holds one class only; raise ratio or split_ratio, or give more samples")
+    xt, yt = x[chosen[train]], labels[train]
+    if method == "svm":
+        clf = SVC(kernel="linear", C=C) if len(train) <= 10000 else LinearSVC(C=C, dual="auto", max_iter=10000)
+    else:
+        clf = LogisticRegression(C=C, class_weight="balanced", max_iter=2000)
+    clf.fit(xt, yt)
+    coef = np.asarray(clf.coef_, dtype=np.float64).reshape(-1)
+    norm = float(np.linalg.norm(coef))
+    if norm == 0:
+        raise ValueError("the fitted boundary is degenerate (zero normal): the scores do not depend on the latents")
+    direction = coef / norm
+    offset = float(np.asarray(clf.intercept_).reshape(-1)[0]) / norm
+    accuracy = float((clf.predict(x[chosen[val]]) == labels[val]).mean()) if len(val) else float("nan")
+    proj = x @ direction
+    if binary:
+        accuracy_all = float(((proj + offset > 0).astype(np.int64) == (s == values[1])).mean())
+    else:
+        accuracy_all = float(((proj + offset > 0) == (s > np.median(s))).mean())
+    var = float(proj.var())
+    slope = float(((proj - proj.mean()) * (s - s.mean())).mean() / var) if var > 0 else 0.0
+    return dict(direction=torch.from_numpy(direction.reshape(shape)).float(), offset=offset, accuracy=accuracy,
+                accuracy_all=accuracy_all, latent_std=float(np.sqrt(var)), score_slope=slope,
+                num_train=int(len(train)), num_val=int(len(val)), method=method, ratio=float(ratio))
+
+
+def condition_direction(direction: torch.Tensor, others: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Conditional manipulation (InterFaceGAN sec. 2.2): the part of ``direction`` orthogonal to every other one.
+
+    For one other unit normal m this is ``n - (n . m) m``; for several, ``n - M^T (M M^T)^+ M n`` with M stacking
+    them (the projection onto the orthogonal complement of their span, which InterFaceGAN solves for two), then
+    normalised. Moving along the result leaves every other attribute's signed distance unchanged.
+
+    Args:
+        direction: float [D] or [num_ws, w_dim]. others: tensors of the same shape (any length).
+
+    Returns:
+        float32 of the same shape, unit norm.
+
+    Raises:
+        ValueError: shapes differ, or the direction lies (almost) in the span of the others.
+    """
+    n = direction.detach().double().reshape(-1).cpu()
+    if not others:
+        return (n / n.norm()).reshape(direction.shape).float()
+    for m in others:
+        if tuple(m.shape) != tuple(direction.shape):
+            raise ValueError(f"cannot condition a direction of shape {list(direction.shape)} on one of shape "
+                             f"{list(m.shape)}: fit both in the same space")
+    M = torch.stack([m.detach().double().reshape(-1).cpu() for m in others])
+    out = n - M.T @ (torch.linalg.pinv(M @ M.T) @ (M @ n))
+    if float(out.norm()) < 1e-6 * float(n.norm()):
+        raise ValueError("the direction lies in the span of the conditions: nothing is left to move along")
+    return (out / out.norm()).reshape(direction.shape).float()
+
+
+def make_direction(
+    direction: torch.Tensor,
+    space: str,
+    layers: Sequence[int] | None = None,
+    attribute: str = "",
+    method: str = "",
+    accuracy: float = float("nan"),
+    **meta,
+) -> dict:
+    """A direction record (what :func:`save_direction` writes and :func:`load_direction` returns).
+
+    Args:
+        direction: float [z_dim] (space z), [w_dim] (w) or [num_ws, w_dim] (w+).
+        layers: ws indices an edit touches by default (None = all).
+        meta: further scalars or strings kept in the file (offset, latent_std, score_slope, conditioned_on ...).
+    """
+    if space not in SPACES:
+        raise ValueError(f"space '{space}' unknown: use z, w or w+")
+    want = 2 if space == "w+" else 1
+    if direction.ndim != want:
+        raise ValueError(f"a {space} direction has {want} dimension(s); got shape {list(direction.shape)}")
+    return dict(direction=direction.detach().float().cpu(), space=space,
+                layers=None if layers is None else [int(i) for i in layers], attribute=attribute, method=method,
+                accuracy=float(accuracy), **meta)
+
+
+def save_direction(path: str | os.PathLike, record: dict) -> None:
+    """Write a direction record as ``.npz`` (format ``sgtrain-direction`` version 1; no pickles).
+
+    Keys: ``direction`` float32 [z_dim] | [w_dim] | [num_ws, w_dim] (unit L2 norm over all its elements);
+    ``space`` 'z' | 'w' | 'w+'; ``layers`` int64 [L] (ws indices the edit applies to; empty = all layers);
+    ``attribute``, ``method`` (svm, logistic, sefa ...) strings; ``accuracy`` float (validation accuracy, NaN if
+    unknown); ``conditioned_on`` string array; ``format``, ``format_version``; and every other scalar or string of
+    the record (offset, latent_std, score_slope, num_train ...).
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    arrays = dict(
+        format=np.array(DIRECTION_FORMAT), format_version=np.array(DIRECTION_FORMAT_VERSION, dtype=np.int64),
+        direction=record["direction"].detach().cpu().numpy().astype(np.float32),
+        space=np.array(record["space"]),
+        layers=np.asarray([] if record.get("layers") is None else record["layers"], dtype=np.int64),
+        attribute=np.array(str(record.get("attribute", ""))), method=np.array(str(record.get("method", ""))),
+        name=np.array(str(record.get("attribute", "")) or os.path.splitext(os.path.basename(str(path)))[0]),
+        accuracy=np.array(float(record.get("accuracy", float("nan"))), dtype=np.float64),
+        conditioned_on=np.asarray([str(a) for a in record.get("conditioned_on", [])], dtype=np.str_),
+    )
+    for k, v in record.items():
+        if k in arrays or k in ("layers", "conditioned_on"):
+            continue
+        if isinstance(v, (bool, int, float, np.integer, np.floating)):
+            arrays[k] = np.array(v)
+        elif isinstance(v, str):
+            arrays[k] = np.array(v)
+    from sgtrain.io.atomic import atomic_write
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    atomic_write(path, write)
+
+
+def load_direction(path: str | os.PathLike, index: int | None = None) -> dict:
+    """Read a direction file: one written by :func:`save_direction`, or row ``index`` of a SeFa ``directions.npz``.
+
+    Returns:
+        A record as :func:`make_direction` makes (``direction`` float32 tensor on CPU, ``space``, ``layers`` list or
+        None = all, ``attribute``, ``method``, ``accuracy`` and the stored metadata).
+
+    Raises:
+        FileNotFoundError; KeyError: not a direction file; ValueError: index out of range, or a newer format.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"direction file '{path}' not found; write one with sgtrain-directions fit (or sefa)")
+    data = np.load(path, allow_pickle=False)
+    if "directions" in data and "direction" not in data:  # SeFa: all directions, rows strongest first
+        k = 0 if index is None else int(index)
+        if not 0 <= k < data["directions"].shape[0]:
+            last = data["directions"].shape[0] - 1
+            raise ValueError(f"--index {k} is out of range: '{path}' holds directions 0-{last}")
+        return make_direction(torch.from_numpy(data["directions"][k].copy()), "w", [int(i) for i in data["layers"]],
+                              attribute=f"sefa{k}", method="sefa", eigenvalue=float(data["eigenvalues"][k]))
+    if "direction" not in data or "space" not in data:
+        raise KeyError(f"'{path}' is not a direction file (it has {sorted(data.keys())}); write one with "
+                       "sgtrain-directions fit")
+    version = int(data["format_version"]) if "format_version" in data else 1
+    if version > DIRECTION_FORMAT_VERSION:
+        raise ValueError(f"'{path}' has direction format version {version}; this sgtrain reads up to "
+                         f"{DIRECTION_FORMAT_VERSION}: update sgtrain")
+    skip = {"format", "format_version", "direction", "space", "layers", "attribute", "method", "accuracy",
+            "conditioned_on", "name"}
+    meta = {k: data[k].item() for k in data.keys() if k not in skip and data[k].ndim == 0}
+    layers = [int(i) for i in data["layers"]]
+    return make_direction(torch.from_numpy(data["direction"].copy()), str(data["space"]), layers or None,
+                          attribute=str(data["attribute"]) if "attribute" in data else "",
+                          method=str(data["method"]) if "method" in data else "",
+                          accuracy=float(data["accuracy"]) if "accuracy" in data else float("nan"),
+                          conditioned_on=[str(a) for a in data["conditioned_on"]] if "conditioned_on" in data else [],
+                          **meta)
+
+
+def check_direction(G: torch.nn.Module, record: dict) -> None:
+    """Raise ValueError, naming both shapes, when a direction does not fit the network (or its space is missing)."""
+    space, d = record["space"], record["direction"]
+    _check_space(G, space)
+    want = {"z": (G.z_dim,), "w": (getattr(G, "w_dim", 0),),
+            "w+": (getattr(G, "num_ws", 0), getattr(G, "w_dim", 0))}[space]
+    if tuple(d.shape) != want:
+        raise ValueError(f"the {space} direction has shape {list(d.shape)} but this network's {space} is {list(want)}:"
+                         " it was fitted on another network")
+    layers = record.get("layers")
+    if layers and space != "z" and max(layers) >= G.num_ws:
+        raise ValueError(f"the direction's layers {layers} go beyond this network's num_ws={G.num_ws}")
+
+
+def move_latents(latents: torch.Tensor, record: dict, strength: float, layers: Sequence[int] | None = None
+                 ) -> torch.Tensor:
+    """Move latents along a direction in the direction's own space.
+
+    Args:
+        latents: z [N, z_dim] for a z direction; ws [N, num_ws, w_dim] for w and w+ directions.
+        strength: distance in latent units (directions have unit length; ``record['latent_std']``, when stored, is
+            the samples' spread along the direction, so ``strength = 2 * latent_std`` is "two standard deviations").
+        layers: ws indices to edit (None: the record's layers, else all). A w direction is added to each chosen
+            layer; a w+ direction adds its own rows of the chosen layers. Ignored for z (see :func:`edited_ws`).
+
+    Returns:
+        a new tensor of the input's shape.
+    """
+    d = record["direction"].to(latents)
+    if record["space"] == "z":
+        return latents + strength * d
+    if latents.ndim != 3:
+        raise ValueError(f"a {record['space']} direction moves ws [N, num_ws, w_dim]; got {list(latents.shape)}")
+    sel = layers if layers is not None else record.get("layers")
+    idx = list(range(latents.shape[1])) if sel is None else list(sel)
+    out = latents.clone()
+    out[:, idx] += strength * (d if record["space"] == "w" else d[idx])
+    return out
+
+
+@torch.no_grad()
+def edited_ws(
+    G: torch.nn.Module,
+    record: dict,
+    strengths: Sequence[float],
+    *,
+    z: torch.Tensor | None = None,
+    ws: torch.Tensor | None = None,
+    c: torch.Tensor | None = None,
+    layers: Sequence[int] | None = None,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """ws of latents moved along a direction by each strength (networks with W).
+
+    Give z [N, z_dim] (e.g. from seeds) or ws [N, num_ws, w_dim] (e.g. projected). A z direction needs z: the
+    moved z are mapped (with truncation, labels c), and only the chosen layers take the moved ws (the others keep
+    the unmoved ones, as in style mixing). A w / w+ direction moves ws (mapped from z when ws is not given).
+
+    Returns:
+        float32 [N, S, num_ws, w_dim] on G's device.
+
+    Raises:
+        ValueError: the direction does not fit G, a z direction without z, or neither z nor ws given.
+    """
+    check_direction(G, record)
+    if (z is None) == (ws is None):
+        raise ValueError("give either z (seeds) or ws (latent files)")
+    sel = layers if layers is not None else record.get("layers")
+    if record["space"] == "z":
+        if z is None:
+            raise ValueError("a z direction moves z, which latent files do not hold: give seeds, or fit in w / w+")
+        base = latents_to_ws(G, z, "z", c, truncation_psi, truncation_cutoff, batch_size)
+        out = []
+        for s in strengths:
+            moved = latents_to_ws(G, move_latents(z, record, s), "z", c, truncation_psi, truncation_cutoff, batch_size)
+            if sel is not None:
+                mixed = base.clone()
+                mixed[:, list(sel)] = moved[:, list(sel)]
+                moved = mixed
+            out.append(moved)
+        return torch.stack(out, dim=1)
+    if ws is None:
+        ws = latents_to_ws(G, z, "z", c, truncation_psi, truncation_cutoff, batch_size)
+    ws = ws.to(next(G.parameters()).device)
+    return torch.stack([move_latents(ws, record, s, sel) for s in strengths], dim=1)
+
+
+@torch.no_grad()
+def render_direction(
+    G: torch.nn.Module,
+    record: dict,
+    strengths: Sequence[float],
+    *,
+    z: torch.Tensor | None = None,
+    ws: torch.Tensor | None = None,
+    c: torch.Tensor | None = None,
+    layers: Sequence[int] | None = None,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    noise_mode: str = "const",
+    batch_size: int = 16,
+) -> dict:
+    """Images of latents moved along a direction by each strength.
+
+    Networks without W (z only) take z directions and render ``G(z + s n, c)``; see :func:`edited_ws` otherwise.
+
+    Returns:
+        dict with ``images`` float32 [N, S, C, H, W] in about [-1, 1], ``ws`` [N, S, num_ws, w_dim] (None for z-only
+        networks) and ``grid`` uint8 [N*H, S*W, C] (rows = latents, columns = strengths).
+    """
+    if "w" not in latent_spaces(G):
+        check_direction(G, record)
+        if z is None:
+            raise ValueError("this network takes z only: give z (seeds)")
+        moved = torch.stack([move_latents(z, record, s) for s in strengths], dim=1)
+        imgs = render_latents(G, moved.reshape(-1, moved.shape[-1]), "z", None if c is None else
+                              c.repeat_interleave(len(strengths), 0), batch_size=batch_size)
+        ws_out = None
+    else:
+        ws_out = edited_ws(G, record, strengths, z=z, ws=ws, c=c, layers=layers, truncation_psi=truncation_psi,
+                           truncation_cutoff=truncation_cutoff, batch_size=batch_size)
+        imgs = synthesize(G, ws_out.reshape(-1, G.num_ws, G.w_dim), noise_mode, batch_size)
+    n, s = imgs.shape[0] // len(strengths), len(strengths)
+    imgs = imgs.reshape(n, s, *imgs.shape[1:])
+    grid = make_grid(to_uint8(imgs.reshape(n * s, *imgs.shape[2:])).numpy(), n, s)
+    return dict(images=imgs, ws=ws_out, grid=grid)
+
+
+@torch.no_grad()
+def direction_video(
+    G: torch.nn.Module,
+    record: dict,
+    output: str | os.PathLike,
+    *,
+    z: torch.Tensor | None = None,
+    ws: torch.Tensor | None = None,
+    c: torch.Tensor | None = None,
+    strengths: tuple[float, float] = (-3.0, 3.0),
+    layers: Sequence[int] | None = None,
+    grid: tuple[int, int] | None = None,
+    loop: bool = True,
+    fps: float = 30,
+    seconds: float = 4,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    noise_mode: str = "const",
+    batch_size: int = 16,
+) -> int:
+    """A walk along a direction (InterFaceGAN's "age animation") written to ``.mp4`` or ``.gif``.
+
+    With ``loop`` the strength goes 0 -> last -> first -> 0 along a sine (seamless); without, linearly from the first
+    to the last strength. Several latents are shown side by side in ``grid`` (rows, cols; default one row).
+
+    Returns:
+        The number of frames written.
+    """
+    from sgtrain.latent.interpolate import VideoWriter
+
+    n = (z if z is not None else ws).shape[0]
+    rows, cols = grid or (1, n)
+    if rows * cols < n:
+        raise ValueError(f"{n} latents do not fit a {rows}x{cols} grid")
+    frames = max(2, int(round(fps * seconds)))
+    lo, hi = float(strengths[0]), float(strengths[1])
+    if loop:
+        t = np.sin(2 * np.pi * np.arange(frames) / frames)
+        values = np.where(t >= 0, t * hi, -t * lo)
+    else:
+        values = np.linspace(lo, hi, frames)
+    per_call = max(1, batch_size // n)
+    with VideoWriter(output, fps) as writer:
+        for f in range(0, frames, per_call):
+            chunk = [float(v) for v in values[f:f + per_call]]
+            imgs = render_direction(G, record, chunk, z=z, ws=ws, c=c, layers=layers, truncation_psi=truncation_psi,
+                                    truncation_cutoff=truncation_cutoff, noise_mode=noise_mode,
+                                    batch_size=batch_size)["images"]
+            imgs = to_uint8(imgs.transpose(0, 1).reshape(-1, *imgs.shape[2:])).numpy()
+            for k in range(len(chunk)):
+                writer.append(make_grid(imgs[k * n:(k + 1) * n], rows, cols))
+    return frames

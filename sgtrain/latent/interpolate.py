@@ -2,7 +2,8 @@
 "Sampling Generative Networks"; Catmull-Rom splines after Catmull & Rom 1974).
 
 Keyframes are the latents of seeds, in z (before the mapping network) or w (after it). With ``loop`` the path
-returns to the first keyframe, and the video can repeat seamlessly.
+returns to the first keyframe, and the video can repeat seamlessly. Networks without W space (ProGAN, DCGAN) walk z
+only and render ``G(z, c)``; W paths and truncation need a style-based generator.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import numpy as np
 import torch
 
 from sgtrain.latent.common import make_grid, make_labels, seeds_to_ws, seeds_to_z, synthesize, to_uint8
+from sgtrain.latent.studio import capabilities, generate_z_images, require_w
 
-__all__ = ["INTERPOLATIONS", "lerp", "slerp", "catmull_rom", "interpolate_keyframes", "latent_path",
+__all__ = ["INTERPOLATIONS", "lerp", "slerp", "catmull_rom", "interpolate_keyframes", "z_path", "latent_path",
            "VideoWriter", "interpolation_video"]
 
 INTERPOLATIONS = ("lerp", "slerp", "cubic")
@@ -110,6 +112,33 @@ def interpolate_keyframes(keys: torch.Tensor, num_frames: int, kind: str = "sler
     return torch.stack(frames)
 
 
+def z_path(
+    G: torch.nn.Module,
+    seeds: Sequence[int],
+    num_frames: int,
+    kind: str = "slerp",
+    loop: bool = False,
+    cells: int = 1,
+) -> torch.Tensor:
+    """The z of every frame of an interpolation video (any family: z is what every generator takes).
+
+    Args:
+        seeds: keyframe seeds; with ``cells`` > 1 the list is cut into ``cells`` equal parts, one per grid cell
+            (cell j gets seeds[j*K:(j+1)*K], as in NVlabs' gen_video.py).
+
+    Returns:
+        float32 [num_frames, cells, z_dim] on G's device.
+
+    Raises:
+        ValueError: seeds not divisible among the cells, unknown kind, too few seeds or frames.
+    """
+    if len(seeds) % cells != 0:
+        raise ValueError(f"{len(seeds)} seeds cannot be shared by {cells} grid cells; give a multiple of {cells}")
+    K = len(seeds) // cells
+    z = seeds_to_z(seeds, G.z_dim).to(next(G.parameters()).device).reshape(cells, K, G.z_dim).transpose(0, 1)
+    return interpolate_keyframes(z, num_frames, kind, loop)
+
+
 @torch.no_grad()
 def latent_path(
     G: torch.nn.Module,
@@ -133,13 +162,14 @@ def latent_path(
             interpolates w.
 
     Returns:
-        float32 [num_frames, cells, num_ws, w_dim] on G's device.
+        float32 [num_frames, cells, num_ws, w_dim] on G's device (z-only networks: see :func:`z_path`).
 
     Raises:
-        ValueError: seeds not divisible among the cells, unknown space.
+        ValueError: seeds not divisible among the cells, unknown space, a network without W space.
     """
     if space not in ("z", "w"):
         raise ValueError(f"space '{space}' unknown: use z or w")
+    require_w(G, "a path of W latents")
     if len(seeds) % cells != 0:
         raise ValueError(f"{len(seeds)} seeds cannot be shared by {cells} grid cells; give a multiple of {cells}")
     K = len(seeds) // cells
@@ -148,8 +178,7 @@ def latent_path(
         keys = seeds_to_ws(G, seeds, truncation_psi, truncation_cutoff, class_idx, batch_size)
         keys = keys.reshape(cells, K, G.num_ws, G.w_dim).transpose(0, 1)
         return interpolate_keyframes(keys, num_frames, kind, loop)
-    z = seeds_to_z(seeds, G.z_dim).to(device).reshape(cells, K, G.z_dim).transpose(0, 1)
-    zs = interpolate_keyframes(z, num_frames, kind, loop).reshape(-1, G.z_dim)
+    zs = z_path(G, seeds, num_frames, kind, loop, cells).reshape(-1, G.z_dim)
     c = make_labels(G, zs.shape[0], class_idx, device)
     ws = torch.cat([G.mapping(zs[i:i + batch_size], c[i:i + batch_size], truncation_psi=truncation_psi,
                               truncation_cutoff=truncation_cutoff) for i in range(0, zs.shape[0], batch_size)])
@@ -231,18 +260,37 @@ def interpolation_video(
         grid: (rows, cols); each cell walks its own share of the seeds (see :func:`latent_path`).
         fps, seconds: frame rate and length; the video has ``round(fps * seconds)`` frames.
 
+    A network without W space (ProGAN, DCGAN) walks z (``space='z'``, psi 1) and renders ``G(z, c)``.
+    StyleGAN3's input transform (translate / rotate) applies as set on ``G.synthesis.input.transform``; see
+    :func:`sgtrain.latent.studio.render_controls`.
+
     Returns:
         The number of frames written.
+
+    Raises:
+        ValueError: ``space='w'`` or psi != 1 for a network without W space, and the errors of :func:`latent_path`.
     """
     rows, cols = grid
     num_frames = max(2, int(round(fps * seconds)))
-    ws = latent_path(G, seeds, num_frames, space, kind, loop, rows * cols, truncation_psi, truncation_cutoff,
-                     class_idx, batch_size)
+    if space not in ("z", "w"):
+        raise ValueError(f"space '{space}' unknown: use z or w")
+    if space == "w":
+        require_w(G, "interpolation in W (space w)")
+    if truncation_psi != 1:
+        require_w(G, "the truncation trick (psi != 1)")
+    if capabilities(G).w_space:
+        path = latent_path(G, seeds, num_frames, space, kind, loop, rows * cols, truncation_psi, truncation_cutoff,
+                           class_idx, batch_size)
+    else:
+        path = z_path(G, seeds, num_frames, kind, loop, rows * cols)
     per_call = max(1, batch_size // (rows * cols))
     with VideoWriter(output, fps) as writer:
         for f in range(0, num_frames, per_call):
-            chunk = ws[f:f + per_call]
-            imgs = to_uint8(synthesize(G, chunk.reshape(-1, G.num_ws, G.w_dim), noise_mode, batch_size))
+            chunk = path[f:f + per_call]
+            if chunk.ndim == 3:  # z [frames, cells, z_dim]
+                imgs = generate_z_images(G, chunk.reshape(-1, G.z_dim), class_idx, batch_size)
+            else:
+                imgs = to_uint8(synthesize(G, chunk.reshape(-1, G.num_ws, G.w_dim), noise_mode, batch_size))
             imgs = imgs.reshape(chunk.shape[0], rows * cols, *imgs.shape[1:]).numpy()
             for frame in imgs:
                 writer.append(make_grid(frame, rows, cols))

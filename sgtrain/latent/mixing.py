@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from sgtrain.latent.common import make_grid, seeds_to_ws, synthesize, to_uint8
+from sgtrain.latent.studio import require_w
 
 __all__ = ["STYLE_PRESETS", "style_layers", "mix_ws", "style_mixing_grid", "mixing_grid_ws"]
 
@@ -121,7 +122,11 @@ def style_mixing_grid(
     Returns:
         dict with ``rows`` uint8 [R, H, W, C], ``cols`` uint8 [C, H, W, C], ``mixed`` uint8 [R, C, H, W, C],
         ``grid`` uint8 [(R+1)*H, (C+1)*W, C] (black top-left cell) and ``layers`` (the layer indices mixed).
+
+    Raises:
+        ValueError: a network without W space (ProGAN, DCGAN), and the errors of :func:`style_layers`.
     """
+    require_w(G, "style mixing")
     layers = style_layers(styles, G.num_ws, G.img_resolution)
     row_ws = seeds_to_ws(G, row_seeds, truncation_psi, truncation_cutoff, class_idx, batch_size)
     col_ws = seeds_to_ws(G, col_seeds, truncation_psi, truncation_cutoff, class_idx, batch_size)
@@ -147,6 +152,7 @@ def mixing_grid_ws(
         The dict of :func:`style_mixing_grid`. The images depend only on the inputs and ``batch_size`` (identical
         latents are rendered once, in a fixed order), so the same call gives the same bytes as ``sgtrain-mix``.
     """
+    require_w(G, "style mixing")
     R, C = row_ws.shape[0], col_ws.shape[0]
     mixed = mix_ws(row_ws, col_ws, layers).reshape(R * C, G.num_ws, G.w_dim)
     all_ws = torch.cat([row_ws, col_ws, mixed])

@@ -5,7 +5,10 @@ Sources: Abdal et al. 2019, "Image2StyleGAN" (W+ embedding, perceptual + pixel l
 w_avg, Adam with learning-rate ramp-up and cosine ramp-down, Gaussian noise added to w that fades over the first
 75% of the steps, noise maps optimised too and kept uncorrelated by a multi-scale autocorrelation penalty);
 NVlabs' projector.py for the default numbers. The perceptual distance is LPIPS (Zhang et al. 2018) on VGG16
-features, read from a local file (see :func:`load_vgg16`); the mse loss needs no file.
+features, read from a local file (see :func:`load_vgg16`); the mse loss needs no file. NVlabs' numbers were tuned for
+LPIPS in W; with the mse loss, measured on a trained network, no w noise, a noise penalty of 1e3 instead of 1e5 and
+a noise-map learning rate of 0.1x project better (docs/latent.md, "Projection quality"). The noise maps start from
+the network's own noise buffers (NVlabs: fresh random maps; both are N(0, 1) draws).
 """
 
 from __future__ import annotations
@@ -185,16 +188,20 @@ def project(
     class_idx: int | None = None,
     w_avg_samples: int = 10000,
     initial_learning_rate: float = 0.1,
-    initial_noise_factor: float = 0.05,
+    initial_noise_factor: float | None = None,
     lr_rampdown_length: float = 0.25,
     lr_rampup_length: float = 0.05,
     noise_ramp_length: float = 0.75,
-    regularize_noise_weight: float = 1e5,
+    regularize_noise_weight: float | None = None,
     optimize_noise: bool = True,
+    noise_lr_scale: float | None = None,
+    noise_init: str = "const",
+    init_ws: torch.Tensor | None = None,
     seed: int = 303,
     history_every: int = 0,
     verbose: bool = False,
     device: str | torch.device | None = None,
+    callback: Callable[[int, int, dict], bool | None] | None = None,
 ) -> dict:
     """Project target images into the latent space of G, all targets in one batch.
 
@@ -214,13 +221,32 @@ def project(
         initial_learning_rate, lr_rampdown_length, lr_rampup_length: Adam learning rate, cosine ramp-down over the
             last fraction of steps, linear ramp-up over the first fraction.
         initial_noise_factor, noise_ramp_length: Gaussian noise of std ``w_std * factor * (1 - t/length)^2`` added
-            to w, fading to 0 at ``t = length`` (fraction of the steps).
-        regularize_noise_weight: weight of the noise autocorrelation penalty.
-        optimize_noise: optimise the per-layer noise maps (NVlabs' default, starting from random noise). False keeps
-            the network's own noise_const buffers fixed (an image generated with noise_mode='const' is then exactly
-            reachable).
-        seed: seed of the w noise and of the initial noise maps.
+            to w, fading to 0 at ``t = length`` (fraction of the steps). None: NVlabs' 0.05 for lpips-vgg from
+            w_avg; 0 for mse and whenever ``init_ws`` is given (measured: the noise costs 1.5-3 dB with mse, see
+            docs/latent.md "Projection quality").
+        regularize_noise_weight: weight of the noise autocorrelation penalty. None: NVlabs' 1e5 for lpips-vgg, 1e3
+            for mse. The mse distance is a per-pixel mean, far smaller than an LPIPS distance, so NVlabs' weight lets
+            the penalty drown it: the noise maps cannot follow the image (mse at 1e5 loses 2-4 dB); far lower weights
+            (10-100) let the noise maps copy image content that the latent should carry.
+        optimize_noise: optimise the per-layer noise maps (NVlabs' default). False keeps the network's own
+            noise_const buffers fixed (an image generated with noise_mode='const' is then exactly reachable).
+        noise_lr_scale: the noise maps' learning rate as a fraction of the latent's. None: 1 for lpips-vgg (NVlabs),
+            0.1 for mse. Adam moves every noise pixel by about its learning rate per step, so at the full 0.1 the
+            maps are scrambled within a few steps and spend the run being re-found (mse measured: +2 dB on
+            generated images at 0.1x, no change on photos).
+        noise_init: where the optimised noise maps start: ``'const'`` (the network's own noise_const buffers, the
+            noise that ``noise_mode='const'`` renders with; they are N(0, 1) draws like NVlabs' start, and an image
+            the network generated with them is then reachable) or ``'random'`` (fresh N(0, 1) maps from ``seed``,
+            NVlabs' projector).
+        init_ws: starting latents float [N, num_ws, w_dim] or [N, w_dim] (e.g. an encoder's prediction, see
+            :mod:`sgtrain.latent.encoder`); None starts at w_avg. In W the mean over layers is used.
+        seed: seed of the w noise and of random initial noise maps.
         history_every: record ws every this many steps for a progress video (0 = no history).
+        callback: called after every step as ``callback(step, num_steps, info)`` with step counting from 1 and
+            ``info`` = {``dist``: float32 [N] distance per target; ``images``: float32 [N, C, H, W] in [-1, 1], this
+            step's rendering (before its update, w noise included); ``ws``: [N, num_ws, w_dim] after the update,
+            without w noise; ``lr``: float}. A true return value stops the projection after this step (the result
+            is that of the last step done).
 
     Returns:
         dict with ``ws`` float32 [N, num_ws, w_dim], ``images`` float32 [N, C, H, W] in [-1, 1] (rendered with the
@@ -235,6 +261,14 @@ def project(
         raise ValueError(f"space '{space}' unknown: use w or w+")
     if loss not in ("lpips-vgg", "mse"):
         raise ValueError(f"loss '{loss}' unknown: use lpips-vgg or mse")
+    if noise_init not in ("const", "random"):
+        raise ValueError(f"noise_init '{noise_init}' unknown: use const or random")
+    if initial_noise_factor is None:
+        initial_noise_factor = 0.05 if loss == "lpips-vgg" and init_ws is None else 0.0
+    if regularize_noise_weight is None:
+        regularize_noise_weight = 1e5 if loss == "lpips-vgg" else 1e3
+    if noise_lr_scale is None:
+        noise_lr_scale = 1.0 if loss == "lpips-vgg" else 0.1
     if targets.ndim == 3:
         targets = targets[None]
     want = (G.img_channels, G.img_resolution, G.img_resolution)
@@ -257,22 +291,33 @@ def project(
         w_avg = w_samples.mean(0)
         w_std = float((w_samples - w_avg).square().sum(1).mean().sqrt())
     layers = G.num_ws if space == "w+" else 1
-    w_opt = w_avg[None, None].repeat(N, layers, 1).clone().requires_grad_(True)
+    if init_ws is None:
+        w_opt = w_avg[None, None].repeat(N, layers, 1)
+    else:
+        init = init_ws.detach().to(dev, torch.float32)
+        init = init[:, None] if init.ndim == 2 else init
+        if init.ndim != 3 or init.shape[0] != N or init.shape[1] not in (1, G.num_ws) or init.shape[2] != G.w_dim:
+            raise ValueError(f"init_ws has shape {list(init_ws.shape)}; give [N={N}, num_ws={G.num_ws}, "
+                             f"w_dim={G.w_dim}] or [N, w_dim]")
+        w_opt = init.mean(1, keepdim=True) if space == "w" else init.expand(N, G.num_ws, G.w_dim)
+    w_opt = w_opt.clone().requires_grad_(True)
 
     # Noise maps: the synthesis layers' noise_const buffers, one copy per target.
     noise_bufs: dict[str, torch.Tensor] = {}
     for name, module in G.synthesis.named_modules():
         buf = getattr(module, "noise_const", None)
         if isinstance(buf, torch.Tensor):
-            if optimize_noise:
+            if optimize_noise and noise_init == "random":
                 per = torch.randn([N, 1, *buf.shape[-2:]], generator=gen).to(dev)
             else:
                 per = buf.detach().reshape(1, 1, *buf.shape[-2:]).repeat(N, 1, 1, 1)
             per.requires_grad_(optimize_noise)
             module.noise_const = per  # replaces the buffer; broadcasts over channels as [N, 1, H, W]
             noise_bufs[name] = per
-    params = [w_opt] + (list(noise_bufs.values()) if optimize_noise else [])
-    opt = torch.optim.Adam(params, betas=(0.9, 0.999), lr=initial_learning_rate)
+    groups = [dict(params=[w_opt], lr_scale=1.0)]
+    if optimize_noise and noise_bufs:
+        groups.append(dict(params=list(noise_bufs.values()), lr_scale=noise_lr_scale))
+    opt = torch.optim.Adam(groups, betas=(0.9, 0.999), lr=initial_learning_rate)
 
     def features(images01: torch.Tensor) -> torch.Tensor:  # images in [0, 255]
         if images01.shape[1] == 1:
@@ -289,11 +334,13 @@ def project(
     history, history_steps = [], []
     for step in range(num_steps):
         t = step / num_steps
-        w_noise_scale = w_std * initial_noise_factor * max(0.0, 1.0 - t / noise_ramp_length) ** 2
-        lr_ramp = min(1.0, (1.0 - t) / lr_rampdown_length)
-        lr_ramp = (0.5 - 0.5 * math.cos(lr_ramp * math.pi)) * min(1.0, t / lr_rampup_length)
+        fade = max(0.0, 1.0 - t / noise_ramp_length) if noise_ramp_length > 0 else 0.0
+        w_noise_scale = w_std * initial_noise_factor * fade ** 2
+        lr_ramp = min(1.0, (1.0 - t) / lr_rampdown_length) if lr_rampdown_length > 0 else 1.0
+        lr_ramp = (0.5 - 0.5 * math.cos(lr_ramp * math.pi)) * (min(1.0, t / lr_rampup_length)
+                                                                if lr_rampup_length > 0 else 1.0)
         for group in opt.param_groups:
-            group["lr"] = initial_learning_rate * lr_ramp
+            group["lr"] = initial_learning_rate * lr_ramp * group["lr_scale"]
 
         w_noise = torch.randn(w_opt.shape, generator=gen).to(dev) * w_noise_scale
         ws = (w_opt + w_noise).expand(N, G.num_ws, G.w_dim)
@@ -317,6 +364,11 @@ def project(
         if history_every and (step % history_every == 0 or step == num_steps - 1):
             history.append(w_opt.detach().expand(N, G.num_ws, G.w_dim).clone())
             history_steps.append(step + 1)
+        if callback is not None:
+            info = dict(dist=dist.detach(), images=synth.detach(), ws=w_opt.detach().expand(N, G.num_ws, G.w_dim),
+                        lr=opt.param_groups[0]["lr"])
+            if callback(step + 1, num_steps, info):
+                break
 
     with torch.no_grad():
         ws = w_opt.detach().expand(N, G.num_ws, G.w_dim).clone()

@@ -394,9 +394,10 @@ class _Runner:
             if p["layers"] is None:
                 ws = avg  # sgtrain-blend --mean
             else:
-                ws = blend_ws({**sources, "mean": avg}, parse_layer_spec(str(p["layers"]), [*names, "mean"], G.num_ws))
-        else:
-            ws = blend_ws(sources, parse_layer_spec(str(p["layers"]), names, G.num_ws))  # sgtrain-blend --layers
+                owner = parse_layer_spec(str(p["layers"]), [*names, "mean"], G.num_ws, G.img_resolution)
+                ws = blend_ws({**sources, "mean": avg}, owner)
+        else:  # sgtrain-blend --layers
+            ws = blend_ws(sources, parse_layer_spec(str(p["layers"]), names, G.num_ws, G.img_resolution))
         first = next(s for s in names if self.results[s].ws.shape[0] == ws.shape[0])
         return StepResult(name, "mix", net, ws=ws.cpu(), images=self.render(G, ws, self.noise(p)),
                           labels=list(self.results[first].labels))

@@ -122,12 +122,15 @@ def layer_groups(num_ws: int, img_resolution: int) -> list[tuple[str, list[int]]
 
 
 def make_transform(translate: Sequence[float] = (0.0, 0.0), angle: float = 0.0) -> np.ndarray:
-    """The 2D affine transform [3, 3] that rotates by ``angle`` degrees and translates by ``translate`` (in units of
-    the image's half-width, StyleGAN3's input coordinates). Write its inverse into ``G.synthesis.input.transform``
-    (as NVlabs' gen_images.py does) to move the picture by this transform."""
-    a = angle / 180.0 * math.pi
-    s, c = math.sin(a), math.cos(a)
-    return np.array([[c, s, translate[0]], [-s, c, translate[1]], [0.0, 0.0, 1.0]], dtype=np.float64)
+    """The 2D affine transform [3, 3] float64 that rotates by ``angle`` degrees and translates by ``translate`` =
+    (tx, ty) in image widths / heights (StyleGAN3's input coordinates: the output image spans one unit, so tx = 0.25
+    moves the picture by a quarter of its width, tx = 8 / 32 by 8 pixels of a 32x32 image). Write its inverse into
+    ``G.synthesis.input.transform`` (as NVlabs' gen_images.py does) to move the picture by this transform; it is
+    :func:`sgtrain.models.stylegan3.make_transform`, and :func:`sgtrain.models.stylegan3.input_transform` is the
+    inverse."""
+    from sgtrain.models.stylegan3 import make_transform as _make_transform
+
+    return _make_transform(translate, angle)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
-"""Quality metrics by NVlabs' names: FID, KID, precision/recall, IS, PPL; the API the training callback calls.
+"""Quality metrics by NVlabs' names: FID, KID, precision/recall, IS, PPL, equivariance; the API the training
+callback calls.
 
 Names (NVlabs' ``metrics/metric_main.py``, stylegan3 and stylegan2-ada-pytorch), with any image count ``<N>k``:
 
@@ -12,10 +13,15 @@ Names (NVlabs' ``metrics/metric_main.py``, stylegan3 and stylegan2-ada-pytorch),
 ``is<N>k``             Inception Score, 10 splits (``is50k``)
 ``ppl2_wend``          PPL in W at path ends, no crop, 50,000 samples (StyleGAN2); also ``ppl_{z,w}{full,end}``
                        (stylegan2-ada-pytorch, with the face crop) and ``ppl2_{z,w}{full,end}``
+``eqt50k_int``         EQ-T in dB: integer translations of the input (StyleGAN3, Karras et al. 2021, appendix E.1)
+``eqt50k_frac``        EQ-T_frac in dB: sub-pixel translations (appendix E.2)
+``eqr50k``             EQ-R in dB: rotations (appendix E.3); the three need a generator with an input transform
+                       (StyleGAN3) and no real data (labels of a conditional G: from ``data`` when given, else
+                       uniform random classes); 50,000 samples in batches of 4 (:mod:`sgtrain.metrics.equivariance`)
 =====================  =====================================================================================
 
 Results use NVlabs' keys: ``{'fid50k_full': x}``, ``{'pr50k3_full_precision': p, 'pr50k3_full_recall': r}``,
-``{'is50k_mean': m, 'is50k_std': s}``, ``{'ppl2_wend': x}``.
+``{'is50k_mean': m, 'is50k_std': s}``, ``{'ppl2_wend': x}``, ``{'eqt50k_int': x}``.
 
 :func:`compute_metric` evaluates a generator against real data; :func:`compute_metric_between` compares two image
 sets (FID, KID, PR; IS of the second set). Both run on every rank of an initialised ``torch.distributed`` group
@@ -24,6 +30,7 @@ sets (FID, KID, PR; IS of the second set). Both run on every rank of an initiali
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +47,7 @@ from sgtrain.metrics.detectors import FeatureDetector, find_detector_file, load_
 from sgtrain.metrics.feature_stats import (
     FeatureStats,
     Progress,
+    _comm_device,
     compute_dataset_stats,
     compute_generator_stats,
     dist_rank_world,
@@ -130,8 +138,53 @@ class MetricOptions:
                                        self.label_sampler(), self.G_kwargs, self.progress)
 
 
+def _equivariance(spec: MetricSpec, opts: MetricOptions, num_gen: int) -> dict[str, float]:
+    """EQ-T, EQ-T_frac or EQ-R of ``opts.G`` (:func:`sgtrain.metrics.equivariance.compute_equivariance`).
+
+    One process: ``num_gen`` samples from ``opts.seed``, NVlabs' number after ``torch.manual_seed(seed)`` on the CPU.
+    Several: batch ``b`` (of 4) runs on rank ``b % world``, each rank from its own seed (rank 0: ``opts.seed``), and
+    the squared-error sums are all-reduced before the PSNR.
+
+    Raises:
+        ValueError: G has no input transform (``synthesis.input.transform``: only StyleGAN3 has one), or G_kwargs
+            given (the metric renders G's own mapping, without truncation, as NVlabs does).
+    """
+    from sgtrain.data.stream import mix_seed
+    from sgtrain.metrics.equivariance import compute_equivariance
+
+    G = opts.G
+    transform = getattr(getattr(getattr(G, "synthesis", None), "input", None), "transform", None)
+    if not isinstance(transform, torch.Tensor):
+        raise ValueError(f"{spec.name} moves the input of the synthesis network: it needs a generator with an input "
+                         f"transform (StyleGAN3's synthesis.input.transform); {type(G).__module__}.{type(G).__name__}"
+                         " has none")
+    if opts.G_kwargs:
+        raise ValueError(f"{spec.name} renders G's own mapping without truncation (as NVlabs does); drop "
+                         f"{sorted(opts.G_kwargs)} (--psi)")
+    batch = spec.params["batch_size"]
+    which = {k: True for k in ("eqt_int", "eqt_frac", "eqr") if spec.params.get(k)}
+    rank, world = dist_rank_world()
+    num_batches = math.ceil(num_gen / batch)
+    mine = len(range(rank, num_batches, world)) * batch
+    all_reduce = None
+    if world > 1:
+        def all_reduce(sums: torch.Tensor) -> torch.Tensor:
+            sums = sums.to(_comm_device(opts.device))
+            torch.distributed.all_reduce(sums)
+            return sums
+    labels = opts.label_sampler()
+    seed = opts.seed if rank == 0 else mix_seed(opts.seed, rank, 0xE9)
+    if mine == 0:  # more processes than batches: take part in the sum with nothing
+        sums = all_reduce(torch.zeros([2], dtype=torch.float64)).cpu()
+        return {spec.name: float(20 * math.log10(2) - 10 * math.log10(sums[0] / sums[1]))}
+    return compute_equivariance(G, mine, batch_size=batch, seed=seed, labels=labels, device=opts.device,
+                                all_reduce=all_reduce, **which)
+
+
 def _run(spec: MetricSpec, opts: MetricOptions, num_gen: int) -> dict[str, float]:
     p = spec.params
+    if spec.kind == "eq":
+        return _equivariance(spec, opts, num_gen)
     if spec.kind == "fid":
         return {spec.name: _fid.compute_fid(opts, spec.max_real, num_gen)}
     if spec.kind == "kid":
@@ -179,7 +232,8 @@ def _make_opts(spec: MetricSpec, detector: Any, device: Any, cache: bool, cache_
                          cache_dir=None if cache_dir is None else str(cache_dir), seed=int(seed),
                          batch_size=int(batch_size), batch_gen=batch_gen, workers=int(workers), progress=progress,
                          **kw)
-    opts.detector_path(spec.detector)  # a missing file fails here, before any data or network is read
+    if spec.detector is not None:
+        opts.detector_path(spec.detector)  # a missing file fails here, before any data or network is read
     return opts
 
 
@@ -195,11 +249,12 @@ def compute_metric(name: str, G: torch.nn.Module, data: Any = None, detector: An
 
     Args:
         name: NVlabs metric name (see the module docstring), e.g. 'fid50k_full', 'kid10k_full', 'pr50k3_full',
-            'is50k', 'ppl2_wend'.
+            'is50k', 'ppl2_wend', 'eqt50k_int'.
         G: generator, ``G(z, c, **G_kwargs)`` -> float [N, C, H, W] in [-1, 1]; attributes ``z_dim``, ``c_dim``
             (PPL: ``mapping``, ``synthesis``, ``img_resolution``, ``img_channels``). Not modified (a copy runs).
         data: real images: shard directory, image folder, zip, or an :class:`ImageSource`; required by FID, KID,
-            PR and by any conditional G (labels are those of random real images).
+            PR and by any conditional G (labels are those of random real images) except for the equivariance
+            metrics, which draw uniform random classes without it.
         detector: path of the feature-network file, or ``{'inception': path, 'vgg16': path}``; None = search
             ``<cache_dir>/detectors`` and NVlabs' dnnlib cache.
         num_gen: override the number of generated images (PPL: samples) the name implies.
@@ -216,7 +271,8 @@ def compute_metric(name: str, G: torch.nn.Module, data: Any = None, detector: An
         ``dict(results={key: float}, metric=name, sec=seconds, num_gpus=world size, num_gen=..., seed=...)``.
 
     Raises:
-        ValueError: unknown metric name, missing data, wrong sizes.
+        ValueError: unknown metric name, missing data, wrong sizes; an equivariance metric of a generator without
+            an input transform (not StyleGAN3).
         DetectorNotFoundError: no feature-network file (raised before anything is read).
         FileNotFoundError: no data at ``data``.
     """
@@ -231,7 +287,7 @@ def compute_metric(name: str, G: torch.nn.Module, data: Any = None, detector: An
         raise ValueError(f"{name} compares with real images: pass data= (a shard directory, image folder or zip)")
     if G is None:
         raise ValueError(f"{name} evaluates a generator: pass G (or use compute_metric_between for two image sets)")
-    if int(getattr(G, "c_dim", 0)) > 0 and opts.data is None:
+    if int(getattr(G, "c_dim", 0)) > 0 and opts.data is None and spec.kind != "eq":
         raise ValueError(f"G is conditional (c_dim {G.c_dim}): pass data= so that labels follow the real data")
     return _finish(spec, opts, int(num_gen) if num_gen is not None else spec.num_gen, start)
 
@@ -247,12 +303,15 @@ def compute_metric_between(name: str, real: Any, fake: Any, detector: Any = None
     Arguments as :func:`compute_metric`.
 
     Raises:
-        ValueError: PPL, or a fake set smaller than ``num_gen``.
+        ValueError: PPL or an equivariance metric, or a fake set smaller than ``num_gen``.
     """
     start = time.time()
     spec = parse_metric(name)
     if spec.kind == "ppl":
         raise ValueError(f"{name} walks the latent space of a generator; it cannot compare two image sets")
+    if spec.kind == "eq":
+        raise ValueError(f"{name} moves the input of a generator's synthesis network; it cannot compare two image "
+                         "sets")
     device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     opts = _make_opts(spec, detector, device, cache, cache_dir, seed, batch_size, None, workers, progress)
     opts.fake = open_image_source(fake)

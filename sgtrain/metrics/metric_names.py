@@ -18,23 +18,24 @@ class MetricSpec:
 
     Attributes:
         name: the name as given (result keys start with it).
-        kind: 'fid', 'kid', 'pr', 'is' or 'ppl'.
-        detector: feature network kind ('inception' or 'vgg16').
-        num_gen: generated images (PPL: path samples).
+        kind: 'fid', 'kid', 'pr', 'is', 'ppl' or 'eq' (the equivariance metrics of StyleGAN3).
+        detector: feature network kind ('inception' or 'vgg16'); None = no feature network (equivariance).
+        num_gen: generated images (PPL: path samples; equivariance: samples, each rendered twice).
         max_real: real images used; None = all.
         params: the remaining NVlabs arguments (KID subsets, PR k and batch sizes, IS splits, PPL options).
     """
 
     name: str
     kind: str
-    detector: str
+    detector: str | None
     num_gen: int
     max_real: int | None
     params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def needs_real(self) -> bool:
-        """Whether real images enter the value (FID, KID, PR); IS and PPL use real data only for labels."""
+        """Whether real images enter the value (FID, KID, PR); IS, PPL and equivariance use real data only for
+        labels."""
         return self.kind in ("fid", "kid", "pr")
 
 
@@ -44,13 +45,14 @@ _PATTERNS: list[tuple[str, str]] = [
     (r"pr(\d+)k(\d+)(_full)?", "pr"),
     (r"is(\d+)k", "is"),
     (r"ppl(2?)_([zw])(full|end)", "ppl"),
+    (r"eqt50k_(int|frac)|eqr50k", "eq"),
 ]
 
 
 def list_metric_patterns() -> list[str]:
     """Human-readable forms of the accepted names."""
     return ["fid<N>k_full", "fid<N>k", "kid<N>k_full", "kid<N>k", "pr<N>k<K>_full", "pr<N>k<K>", "is<N>k",
-            "ppl2_wend", "ppl_{z,w}{full,end}"]
+            "ppl2_wend", "ppl_{z,w}{full,end}", "eqt50k_int", "eqt50k_frac", "eqr50k"]
 
 
 def parse_metric(name: str) -> MetricSpec:
@@ -63,6 +65,9 @@ def parse_metric(name: str) -> MetricSpec:
         m = re.fullmatch(pattern, name)
         if m is None:
             continue
+        if kind == "eq":  # NVlabs' metric_main: 50,000 samples in batches of 4, one metric per call
+            which = {"eqt50k_int": "eqt_int", "eqt50k_frac": "eqt_frac", "eqr50k": "eqr"}[name]
+            return MetricSpec(name, "eq", None, 50000, None, {which: True, "batch_size": 4})
         if kind == "ppl":
             crop = m.group(1) != "2"
             return MetricSpec(name, "ppl", "vgg16", 50000, None,
@@ -83,7 +88,8 @@ def parse_metric(name: str) -> MetricSpec:
                               dict(nhood_size=k, row_batch_size=10000, col_batch_size=10000))
         return MetricSpec(name, "is", "inception", n, None, dict(num_splits=10))
     raise ValueError(f"unknown metric {name!r}; use one of {', '.join(list_metric_patterns())} (N = thousands of "
-                     f"images, e.g. fid50k_full, kid10k_full, pr50k3_full, is50k), or swd")
+                     f"images, e.g. fid50k_full, kid10k_full, pr50k3_full, is50k; equivariance of StyleGAN3: "
+                     f"eqt50k_int, eqt50k_frac, eqr50k), or swd")
 
 
 def is_valid_metric(name: str) -> bool:

@@ -102,6 +102,7 @@ def modulated_conv2d(
         padding=padding,
         groups=batch_size,
         flip_weight=flip_weight,
+        gradfix=False,  # w depends on styles: its gradient is the path to ws, never to be skipped (R1, path length)
     )
     x = x.reshape(batch_size, -1, *x.shape[2:])
     if noise is not None:

@@ -15,7 +15,12 @@ robustness changes:
   process is killed (torch waits on that file forever). A live lock is waited on for at most
   ``SGTRAIN_OPS_LOCK_TIMEOUT`` seconds (default 900); then the build is reported as failed, never hung.
 - A failed build raises :class:`BuildError` with the reason; :func:`get_extension` turns that into one
-  ``RuntimeWarning`` per process and ``None``, and the ops fall back to their reference path.
+  ``RuntimeWarning`` per process and ``None``, and the ops fall back to their reference path. The reason is also
+  kept in the build directory (``failed.json``, removed by the next good build) for ``sgtrain-ops info``.
+
+ninja is a dependency of sgtrain (the PyPI package); a build finds it on PATH or, in a virtual environment that was
+not activated, beside the interpreter (:func:`find_ninja`). :func:`op_paths` says which path each op takes on this
+machine and why (``sgtrain-ops info``).
 
 Environment: ``SGTRAIN_OPS`` = ``auto`` (default: fused on CUDA when it builds, else reference), ``fused`` (fused on
 CUDA, a failed build is an error), ``ref`` (never build, always the reference path). ``SGTRAIN_OPS_VERBOSE=1``
@@ -30,8 +35,10 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import socket
 import sys
+import sysconfig
 import threading
 import time
 import warnings
@@ -49,9 +56,11 @@ __all__ = [
     "build_dir_for",
     "cache_root",
     "failure_reason",
+    "find_ninja",
     "get_extension",
     "load_emulation",
     "load_extension",
+    "op_paths",
     "ops_mode",
     "reset",
     "source_hash",
@@ -65,6 +74,7 @@ MODES = ("auto", "fused", "ref")
 LOCK_NAME = "sgtrain.lock"
 TORCH_BATON_NAME = "lock"  # the FileBaton torch.utils.cpp_extension creates in the build directory
 MARKER_NAME = "build.json"
+FAILURE_NAME = "failed.json"
 
 
 class BuildError(RuntimeError):
@@ -270,6 +280,34 @@ def _arch_env(arch: str) -> Iterator[None]:
             os.environ.pop(key, None)
 
 
+def find_ninja() -> str | None:
+    """The ninja executable a build would run: on PATH, else the one pip's ``ninja`` package installed beside this
+    interpreter (a virtual environment that was not activated, e.g. ``/env/bin/sgtrain-train`` under SLURM)."""
+    found = shutil.which("ninja")
+    if found:
+        return found
+    dirs = [os.path.dirname(sys.executable), sysconfig.get_path("scripts")]
+    try:
+        import ninja  # the PyPI package (a dependency of sgtrain)
+
+        dirs.insert(0, str(getattr(ninja, "BIN_DIR", "")))
+    except ImportError:
+        pass
+    for d in dirs:
+        exe = shutil.which("ninja", path=d) if d else None
+        if exe:
+            return exe
+    return None
+
+
+def _ensure_ninja_on_path() -> None:
+    # torch's builder runs plain `ninja`: put the pip package's copy on PATH if PATH has none
+    if shutil.which("ninja") is None:
+        exe = find_ninja()
+        if exe is not None:
+            os.environ["PATH"] = os.path.dirname(exe) + os.pathsep + os.environ.get("PATH", "")
+
+
 def _build(kind: str, sources: tuple[str, ...], arch: str, verbose: bool, src_dir: Path) -> ModuleType:
     digest = source_hash(HEADERS + sources, src_dir)
     name = f"sgtrain_ops_{kind}_{digest[:12]}"
@@ -286,6 +324,7 @@ def _build(kind: str, sources: tuple[str, ...], arch: str, verbose: bool, src_di
                 flags = ["-O3", "-DSGTRAIN_OPS_KIND=" + kind]
                 cuda_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
                 t0 = time.time()
+                _ensure_ninja_on_path()
                 try:
                     with _arch_env(arch):
                         module = cpp_extension.load(
@@ -300,6 +339,7 @@ def _build(kind: str, sources: tuple[str, ...], arch: str, verbose: bool, src_di
                             is_python_module=True,
                         )
                 except Exception as err:  # compiler missing, compile error, ninja missing, toolkit mismatch
+                    _record_failure(build_dir, _summarise(err))
                     raise BuildError(_summarise(err)) from err
                 found = sorted(build_dir.glob(f"{name}*.so")) + sorted(build_dir.glob(f"{name}*.pyd"))
                 if not found:
@@ -322,12 +362,31 @@ def _build(kind: str, sources: tuple[str, ...], arch: str, verbose: bool, src_di
                     )
                 )
                 sys.modules[name] = module
+                (build_dir / FAILURE_NAME).unlink(missing_ok=True)
                 return module
     if name in sys.modules:
         return sys.modules[name]
     module = _import_library(name, library)
     sys.modules[name] = module
     return module
+
+
+def _record_failure(build_dir: Path, reason: str) -> None:
+    # for `sgtrain-ops info` on this or another node sharing the cache: why the last build here failed
+    try:
+        (build_dir / FAILURE_NAME).write_text(
+            json.dumps({"reason": reason, "host": socket.gethostname(), "time": time.time()}, indent=1)
+        )
+    except OSError:
+        pass
+
+
+def last_failure(build_dir: Path) -> dict[str, Any] | None:
+    """``{"reason", "host", "time"}`` of the last failed build in ``build_dir`` (removed by a successful one)."""
+    try:
+        return json.loads((build_dir / FAILURE_NAME).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _summarise(err: BaseException, limit: int = 1500) -> str:
@@ -431,3 +490,105 @@ def get_extension(device: torch.device | None = None) -> ModuleType | None:
             return None
         _extensions[arch] = module
         return module
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Which path each op takes, and why (sgtrain-ops info)
+
+FUSED_OP_NAMES = ("bias_act", "upfirdn2d", "filtered_lrelu")
+
+
+def _toolchain_problem() -> str | None:
+    """Why a CUDA build cannot even start on this machine (no ninja, no toolkit, no compiler), or None."""
+    if find_ninja() is None:
+        return "ninja is missing (pip install ninja, a dependency of sgtrain; or put ninja on PATH)"
+    try:
+        from torch.utils.cpp_extension import CUDA_HOME
+    except Exception:  # pragma: no cover - torch without cpp_extension
+        CUDA_HOME = None
+    if CUDA_HOME is None and shutil.which("nvcc") is None:
+        return "no CUDA toolkit found (CUDA_HOME is unset and nvcc is not on PATH)"
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        return f"no C++ compiler ({os.environ.get('CXX', 'c++')} is not on PATH)"
+    return None
+
+
+def op_paths(build: bool = False) -> dict[str, tuple[str, str]]:
+    """Which implementation each op runs on this machine and why: ``{op: (path, reason)}``.
+
+    Ops: ``bias_act``, ``upfirdn2d``, ``filtered_lrelu`` (fused CUDA kernel or reference PyTorch) and
+    ``conv2d_gradfix`` (sgtrain's convolution whose backward can skip weight gradients, on every device).
+    The fused/reference answer is for CUDA tensors of float16/bfloat16/float32/float64; CPU tensors always take the
+    reference path, and so does code that ``torch.compile`` traces.
+
+    Args:
+        build: True = build or load the extension now to find out (may compile for minutes); False = answer from
+            the settings, the toolchain and the build cache only (a build that was never tried is reported as such).
+
+    Returns:
+        op name -> (path, reason); path is ``"fused"``, ``"reference"`` or, for conv2d_gradfix, ``"custom autograd"``.
+    """
+    out: dict[str, tuple[str, str]] = {}
+
+    def fused_all(path: str, reason: str) -> None:
+        for op in FUSED_OP_NAMES:
+            out[op] = (path, reason)
+
+    try:
+        mode = ops_mode()
+    except ValueError as err:
+        mode = None
+        fused_all("error", str(err))
+    if mode == "ref":
+        fused_all("reference", "forced by SGTRAIN_OPS=ref (never builds the CUDA extension)")
+    elif mode is not None and not torch.cuda.is_available():
+        if torch.version.cuda is None:
+            why = f"no CUDA: torch {torch.__version__} is a CPU-only build"
+        else:
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            why = f"no CUDA device visible (torch {torch.__version__} with CUDA {torch.version.cuda}" + (
+                f", CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ")"
+            )
+        fused_all("reference", why)
+    elif mode is not None:
+        fused_all(*_fused_state(mode, build))
+    from sgtrain.ops import conv2d_gradfix  # noqa: F401 - present in this installation
+
+    out["conv2d_gradfix"] = (
+        "custom autograd",
+        "every device, whenever autograd records: skips conv weight gradients inside R1 and (with "
+        "loss.pl_no_weight_grad) path length; plain F.conv2d for inference and under torch.compile",
+    )
+    if out["filtered_lrelu"][0] == "fused":
+        out["filtered_lrelu"] = ("fused", out["filtered_lrelu"][1] + "; filters too large for the kernel's shared "
+                                 "memory (dozens of taps per axis) run on the reference path")  # fmt: skip
+    return out
+
+
+def _fused_state(mode: str, build: bool) -> tuple[str, str]:
+    forced = " (SGTRAIN_OPS=fused: a failed build is an error)" if mode == "fused" else ""
+    try:
+        digest = source_hash()
+    except BuildError as err:
+        return "reference", str(err)
+    dev = torch.device("cuda", torch.cuda.current_device())
+    arch = _arch_of(dev)
+    build_dir = build_dir_for("cuda", digest, arch)
+    if build:
+        try:
+            module = load_extension(dev)
+        except BuildError as err:
+            return "reference", f"the build failed: {err}{forced}"
+        return "fused", f"extension built and loaded for {arch}: {module.__file__}{forced}"
+    if (build_dir / MARKER_NAME).is_file():
+        return "fused", f"built for {arch} in the cache ({build_dir}){forced}"
+    failure = last_failure(build_dir)
+    if failure is not None:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(failure.get("time", 0))))
+        return "reference", (f"the last build failed ({when} on {failure.get('host', '?')}): {failure.get('reason')}; "
+                             f"fix it and run `sgtrain-ops build`{forced}")  # fmt: skip
+    problem = _toolchain_problem()
+    if problem is not None:
+        return "reference", f"cannot build: {problem}{forced}"
+    return "fused", (f"not built yet for {arch}: the first CUDA call builds it into {build_dir} (a minute or two), "
+                     f"or run `sgtrain-ops build` now{forced}")  # fmt: skip

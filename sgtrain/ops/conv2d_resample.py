@@ -3,8 +3,9 @@
 Equivalent to ``upfirdn2d(up) -> conv2d -> upfirdn2d(down)`` with padding applied once at the start, as in
 NVlabs' ``torch_utils/ops/conv2d_resample.py`` (same signature and padding convention), but upsampling uses a
 strided transposed convolution and downsampling a strided convolution, so no multiply-adds are spent on inserted
-zeros or discarded pixels (StyleGAN2, Karras et al. 2020, appendix B). Plain PyTorch ops throughout: exact gradients
-of every order.
+zeros or discarded pixels (StyleGAN2, Karras et al. 2020, appendix B). The convolutions go through
+``sgtrain.ops.conv2d_gradfix`` (the values of ``F.conv2d``, a backward that obeys ``no_weight_gradients()``):
+exact gradients of every order.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from sgtrain.ops import conv2d_gradfix as _gradfix
 from sgtrain.ops import upfirdn2d as _fir
 
 __all__ = ["conv2d_resample"]
@@ -25,13 +27,16 @@ def _conv(
     groups: int = 1,
     transpose: bool = False,
     flip_weight: bool = True,
+    gradfix: bool = True,
 ) -> torch.Tensor:
     # F.conv2d correlates; flip the kernel for a true convolution.
     if not flip_weight and (w.shape[2] > 1 or w.shape[3] > 1):
         w = w.flip([2, 3])
     if transpose:
-        return F.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
-    return F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
+        op = _gradfix.conv_transpose2d if gradfix else F.conv_transpose2d
+        return op(x, w, stride=stride, padding=padding, groups=groups)
+    op = _gradfix.conv2d if gradfix else F.conv2d
+    return op(x, w, stride=stride, padding=padding, groups=groups)
 
 
 def conv2d_resample(
@@ -44,6 +49,7 @@ def conv2d_resample(
     groups: int = 1,
     flip_weight: bool = True,
     flip_filter: bool = False,
+    gradfix: bool = True,
 ) -> torch.Tensor:
     """Convolve ``x`` with ``w``, upsampling by ``up`` before and/or downsampling by ``down`` after.
 
@@ -57,6 +63,10 @@ def conv2d_resample(
         groups: Grouped convolution: C_in and C_out split into this many groups.
         flip_weight: True = correlation (``torch.nn.functional.conv2d``), False = convolution.
         flip_filter: True = correlate with f, False = convolve.
+        gradfix: True = convolve with ``sgtrain.ops.conv2d_gradfix``, whose backward skips the weight gradient
+            inside ``no_weight_gradients()`` (R1, path length); False = ``torch.nn.functional``'s convolution. Pass
+            False when ``w`` depends on a tensor whose gradient that backward must deliver (the per-sample weights
+            of a fused modulated convolution depend on ws), since the skipped weight gradient is then the way back.
 
     Returns:
         [N, C_out, H', W'] where, e.g. for a 3x3 kernel with padding 1, H' = H * up // down.
@@ -93,17 +103,17 @@ def conv2d_resample(
     # 1x1 kernel, downsampling: filter and decimate first, then the (cheaper) convolution.
     if kw == 1 and kh == 1 and down > 1 and up == 1:
         x = _fir.upfirdn2d(x, f, down=down, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
-        return _conv(x, w, groups=groups, flip_weight=flip_weight)
+        return _conv(x, w, groups=groups, flip_weight=flip_weight, gradfix=gradfix)
 
     # 1x1 kernel, upsampling: convolve at low resolution, then upsample.
     if kw == 1 and kh == 1 and up > 1 and down == 1:
-        x = _conv(x, w, groups=groups, flip_weight=flip_weight)
+        x = _conv(x, w, groups=groups, flip_weight=flip_weight, gradfix=gradfix)
         return _fir.upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up**2, flip_filter=flip_filter)
 
     # Downsampling: filter, then strided convolution.
     if down > 1 and up == 1:
         x = _fir.upfirdn2d(x, f, padding=[px0, px1, py0, py1], flip_filter=flip_filter)
-        return _conv(x, w, stride=down, groups=groups, flip_weight=flip_weight)
+        return _conv(x, w, stride=down, groups=groups, flip_weight=flip_weight, gradfix=gradfix)
 
     # Upsampling: strided transposed convolution, then filter (and optionally downsample).
     if up > 1:
@@ -119,7 +129,10 @@ def conv2d_resample(
         py1 -= kh - up
         pxt = max(min(-px0, -px1), 0)
         pyt = max(min(-py0, -py1), 0)
-        x = _conv(x, w, stride=up, padding=(pyt, pxt), groups=groups, transpose=True, flip_weight=not flip_weight)
+        x = _conv(
+            x, w, stride=up, padding=(pyt, pxt), groups=groups, transpose=True, flip_weight=not flip_weight,
+            gradfix=gradfix,
+        )
         x = _fir.upfirdn2d(
             x, f, padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up**2, flip_filter=flip_filter
         )
@@ -129,13 +142,13 @@ def conv2d_resample(
 
     # No resampling and symmetric non-negative padding: one conv2d call.
     if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
-        return _conv(x, w, padding=(py0, px0), groups=groups, flip_weight=flip_weight)
+        return _conv(x, w, padding=(py0, px0), groups=groups, flip_weight=flip_weight, gradfix=gradfix)
 
     # General case.
     x = _fir.upfirdn2d(
         x, f if up > 1 else None, up=up, padding=[px0, px1, py0, py1], gain=up**2, flip_filter=flip_filter
     )
-    x = _conv(x, w, groups=groups, flip_weight=flip_weight)
+    x = _conv(x, w, groups=groups, flip_weight=flip_weight, gradfix=gradfix)
     if down > 1:
         x = _fir.upfirdn2d(x, f, down=down, flip_filter=flip_filter)
     return x

@@ -429,7 +429,7 @@ class QualityMetrics(Callback):
     every snapshot tick and at the end, computed by :func:`sgtrain.metrics.compute_metric` on every rank.
 
     Each result goes into that tick's line of ``metrics.jsonl`` (and the logger) as ``metric/<key>``, with the best
-    value so far as ``metric/<key>_best`` (lowest FID, KID, PPL; highest IS, precision, recall), and into
+    value so far as ``metric/<key>_best`` (lowest FID, KID, PPL; highest IS, precision, recall, EQ-T/EQ-R), and into
     ``RUN_DIR/metric-<name>.jsonl`` in NVlabs' layout. Real-data statistics are cached (``metrics_cache_dir``), so a
     rerun or another job of a sweep reuses them. A metric that fails prints why and training goes on.
     Must run before :class:`MetricsJSONL` (it adds to the tick's stats).
@@ -452,7 +452,8 @@ class QualityMetrics(Callback):
 
     @staticmethod
     def higher_is_better(key: str) -> bool:
-        return key.startswith(("is", "pr")) and not key.endswith("_std")
+        """IS, precision, recall and the equivariance PSNRs (EQ-T, EQ-R) grow with quality; FID, KID, PPL shrink."""
+        return key.startswith(("is", "pr", "eq")) and not key.endswith("_std")
 
     def _remember(self, key: str, value: float) -> float:
         old = self.best.get(key)

@@ -504,6 +504,8 @@ def check_metrics(cfg: DictConfig) -> None:
             raise ConfigError(f"train.metrics: unknown metric {name!r}; NVlabs' names: fid50k_full, kid50k_full, "
                               f"pr50k3_full, is50k, ppl2_wend (patterns: {', '.join(list_metric_patterns())})")
         kind = parse_metric(str(name)).detector
+        if kind is None:  # EQ-T / EQ-R: no feature network
+            continue
         det = cfg.train.metrics_detector
         path = det.get(kind) if isinstance(det, DictConfig) else det
         try:
@@ -530,7 +532,21 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
             "(or a URL pattern of .tar shards)"
         )
     check_keys(cfg)
+    for group, key in (("train", "resume_from"),):
+        if OmegaConf.is_missing(cfg[group], key):
+            raise ConfigError(f"{group}.{key} is required by this preset: it starts from a pretrained network; pass "
+                              f"{group}.{key}=PATH (an NVlabs .pkl such as stylegan2-ffhq-1024x1024.pkl, a portable "
+                              "file or a run directory)")
     card = read_card(cfg.dataset.path)
+    from sgtrain.data.card import check_labels_source
+
+    try:
+        check_labels_source(cfg.dataset.path, card, use_labels=cfg.dataset.cond is not False)
+    except (ValueError, FileNotFoundError) as err:
+        raise ConfigError(f"dataset.path={cfg.dataset.path}: {err}") from err
+    if "/None" in str(OmegaConf.select(cfg, "run.dir", throw_on_resolution_failure=False) or "").replace("\\", "/"):
+        raise ConfigError(f"run.dir={cfg.run.dir}: ${{hydra:job.num}} has no value outside a sweep; use it with "
+                          "-m (sgtrain-train -m ... run.dir=runs/x/${hydra:job.num}) or give a plain run.dir")
     try:
         OmegaConf.to_container(cfg, resolve=True)
     except ConfigError:

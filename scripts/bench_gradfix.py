@@ -1,0 +1,126 @@
+#!/usr/bin/env python
+"""Seconds per Greg (path length) and Dreg (R1) phase with and without ``no_weight_gradients`` (conv2d_gradfix).
+
+Times ``StyleGAN2Loss.accumulate_gradients`` for the two regularization phases of a StyleGAN2 (NVlabs' training
+setting: regular, not fused, modulated convolutions in G) in three modes:
+
+- ``torch``: PyTorch's own convolution everywhere (conv2d_gradfix bypassed): its autograd already skips a weight
+  gradient that ``torch.autograd.grad(..., inputs=[x])`` does not ask for;
+- ``gradfix``: sgtrain's conv2d_gradfix with the switch off (every weight gradient computed, as NVlabs' custom op);
+- ``gradfix+nwg``: conv2d_gradfix inside ``no_weight_gradients()`` (R1 as NVlabs; Greg with pl_no_weight_grad).
+
+``--phases Gmain,Dmain`` times the main phases too (no regularization: the custom op only adds its Python cost).
+Each mode runs ``--iters`` phases after ``--warmup`` phases, ``--repeats`` times, interleaved; the medians of the
+repeats are printed: wall time, and the process's CPU time (steadier on a shared machine; with ``--threads 1`` it is
+the op work itself). Losses and gradients are the same in all modes (tests/test_conv2d_gradfix.py).
+
+Example (the CPU figures of docs/performance.md):
+
+    python scripts/bench_gradfix.py --device cpu --resolution 32 --channel-base 2048 --channel-max 64 --batch 8 \\
+        --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+
+import torch
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
+    p.add_argument("--resolution", type=int, default=32, help="image resolution in pixels")
+    p.add_argument("--channel-base", type=int, default=2048, help="channel_base")
+    p.add_argument("--channel-max", type=int, default=64, help="channel_max")
+    p.add_argument("--z-dim", type=int, default=128, help="z_dim and w_dim")
+    p.add_argument("--batch", type=int, default=8, help="images per phase (Greg uses batch // 2, NVlabs' shrink)")
+    p.add_argument("--iters", type=int, default=5, help="timed phases per repeat")
+    p.add_argument("--warmup", type=int, default=2, help="untimed phases before the first repeat")
+    p.add_argument("--repeats", type=int, default=3, help="repeats per mode (median reported)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--phases", default="Greg,Dreg", help="comma-separated phases to time (also Gmain, Dmain)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    from sgtrain.losses import StyleGAN2Loss
+    from sgtrain.models.stylegan2 import Discriminator, Generator
+    from sgtrain.ops import conv2d_gradfix
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))  # fmt: skip
+    torch.manual_seed(0)
+    net = dict(img_resolution=args.resolution, img_channels=3, channel_base=args.channel_base,
+               channel_max=args.channel_max, num_fp16_res=0, conv_clamp=None)  # fmt: skip
+    G = Generator(z_dim=args.z_dim, c_dim=0, w_dim=args.z_dim, mapping_kwargs=dict(num_layers=2),
+                  fused_modconv_default="inference_only", **net).to(device).train().requires_grad_(False)  # fmt: skip
+    D = Discriminator(c_dim=0, **net).to(device).train().requires_grad_(False)
+    n = args.batch
+    batch = dict(real_img=torch.rand(n, 3, args.resolution, args.resolution, device=device) * 2 - 1,
+                 real_c=torch.zeros(n, 0, device=device), gen_z=torch.randn(n, args.z_dim, device=device),
+                 gen_c=torch.zeros(n, 0, device=device))  # fmt: skip
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def run(mode: str, phase: str, count: int) -> tuple[float, float]:
+        plain = mode == "torch"
+        nwg = mode == "gradfix+nwg"
+        # R1 always asks for no_weight_gradients (NVlabs); 'gradfix' turns it off by making the switch a no-op.
+        patch = contextlib.ExitStack()
+        if plain:
+            saved = conv2d_gradfix._records_graph
+            conv2d_gradfix._records_graph = lambda *t: False
+            patch.callback(setattr, conv2d_gradfix, "_records_graph", saved)
+        if not nwg:
+            saved_nwg = conv2d_gradfix.no_weight_gradients
+            conv2d_gradfix.no_weight_gradients = lambda disable=True: contextlib.nullcontext()
+            patch.callback(setattr, conv2d_gradfix, "no_weight_gradients", saved_nwg)
+        import sgtrain.losses as losses
+
+        losses._fused_no_weight_gradients.cache_clear()
+        loss = StyleGAN2Loss(G, D, r1_gamma=1, pl_weight=2, pl_batch_shrink=2, style_mixing_prob=0,
+                             pl_no_weight_grad=nwg)  # fmt: skip
+        module = G if phase.startswith("G") else D
+        with patch:
+            module.requires_grad_(True)
+            sync()
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(count):
+                for p in module.parameters():
+                    p.grad = None
+                loss.accumulate_gradients(phase=phase, cur_nimg=0, gain=4, **batch)
+            sync()
+            dt, dc = time.perf_counter() - t0, time.process_time() - c0
+            module.requires_grad_(False)
+        losses._fused_no_weight_gradients.cache_clear()
+        return dt / count, dc / count
+
+    modes = ("torch", "gradfix", "gradfix+nwg")
+    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), torch "
+          f"{torch.__version__}, threads {torch.get_num_threads()}, resolution {args.resolution}, channel_base "
+          f"{args.channel_base}, channel_max {args.channel_max}, batch {n} (Greg {n // 2})")  # fmt: skip
+    for phase in args.phases.split(","):
+        for mode in modes:
+            run(mode, phase, args.warmup)
+        times: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
+        for _ in range(args.repeats):
+            for mode in modes:
+                times[mode].append(run(mode, phase, args.iters))
+        base = [statistics.median(t[i] for t in times["torch"]) for i in (0, 1)]
+        for mode in modes:
+            wall, cpu = (statistics.median(t[i] for t in times[mode]) for i in (0, 1))
+            print(f"{phase:5s} {mode:12s} wall {wall * 1e3:7.1f} ms ({wall / base[0]:.2f}x)  cpu {cpu * 1e3:7.1f} ms "
+                  f"({cpu / base[1]:.2f}x torch; cpu repeats {', '.join(f'{t[1] * 1e3:.0f}' for t in times[mode])})")
+
+
+if __name__ == "__main__":
+    main()
