@@ -90,6 +90,13 @@ def test_added_keys_are_refused_with_the_nearest_key(shards16, override, key, hi
         assert f"did you mean {hint}?" in str(err.value)
 
 
+def test_metfaces_preset_needs_its_pretrained_network(shards16):
+    cfg = compose(["experiment=metfaces", f"dataset.path={shards16}"])
+    assert cfg.augment.mode == "ada" and cfg.train.batch == 32 and cfg.dataset.xflip
+    with pytest.raises(ConfigError, match="pass train.resume_from=PATH"):
+        validate_config(cfg)
+
+
 def test_missing_dataset_path_fails_naming_it():
     cfg = compose([])
     assert OmegaConf.is_missing(cfg.dataset, "path")

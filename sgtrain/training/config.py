@@ -237,6 +237,12 @@ def _eval(expr: Any) -> float:
     return value(tree.body)
 
 
+def _required(message: str) -> Any:
+    """``sgtrain.required`` resolver: a value a preset cannot default; resolving it fails with ``message`` (a plain
+    ``???`` would not do: Hydra keeps the earlier value when a preset merges ``???`` over it)."""
+    raise ConfigError(str(message))
+
+
 def register_configs() -> None:
     """Register the schema in Hydra's ConfigStore and the ``sgtrain.*`` resolvers (idempotent)."""
     from hydra.core.config_store import ConfigStore
@@ -247,6 +253,8 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("sgtrain.dataset_name", _dataset_name)
     if not OmegaConf.has_resolver("sgtrain.data"):
         OmegaConf.register_new_resolver("sgtrain.data", _data)
+    if not OmegaConf.has_resolver("sgtrain.required"):
+        OmegaConf.register_new_resolver("sgtrain.required", _required)
     if not OmegaConf.has_resolver("sgtrain.eval"):
         OmegaConf.register_new_resolver("sgtrain.eval", _eval)
     ConfigStore.instance().store(name="train_schema", node=TrainSchema)
@@ -532,11 +540,6 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
             "(or a URL pattern of .tar shards)"
         )
     check_keys(cfg)
-    for group, key in (("train", "resume_from"),):
-        if OmegaConf.is_missing(cfg[group], key):
-            raise ConfigError(f"{group}.{key} is required by this preset: it starts from a pretrained network; pass "
-                              f"{group}.{key}=PATH (an NVlabs .pkl such as stylegan2-ffhq-1024x1024.pkl, a portable "
-                              "file or a run directory)")
     card = read_card(cfg.dataset.path)
     from sgtrain.data.card import check_labels_source
 
