@@ -544,3 +544,15 @@ def test_projection_progress_without_a_callback(G, monkeypatch):
         wait_for(lambda: ex.jobs[done].state != "running" and ex.jobs[slow].state != "running", 60, "the jobs")
     assert ex.jobs[done].state == "done" and ex.jobs[done].done_steps == 12 and ex.jobs[done].latent in ex.latents
     assert ex.jobs[slow].state == "cancelled" and ex.jobs[slow].latent is None
+
+
+def test_direction_files_in_z_are_refused_and_empty_layers_mean_all(tmp_path):
+    import numpy as np
+
+    from sgtrain.latent.studio import read_directions
+
+    np.savez(tmp_path / "z.npz", direction=np.ones(16, np.float32), space="z", layers=np.zeros(0, np.int64))
+    with pytest.raises(ValueError, match="direction in Z"):
+        read_directions(tmp_path / "z.npz")
+    np.savez(tmp_path / "w.npz", direction=np.ones(16, np.float32), space="w", layers=np.zeros(0, np.int64))
+    assert read_directions(tmp_path / "w.npz")["layers"] is None

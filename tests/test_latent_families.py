@@ -487,3 +487,65 @@ def test_compute_metric_equivariance_api_and_errors(sg3, capsys):
         compute_metric_between("eqr50k", "a", "b")
     assert metrics_cli.main(["eqr50k", "--real", "a", "--fake", "b"]) == 2
     assert "pass --network" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Projection: StyleGAN3 with the stabilised start (stylegan3-fun), z-only networks refused.
+
+
+@pytest.mark.parametrize("space", ["w", "w+"])
+def test_sg3_projection_improves_psnr_with_the_input_anchored(sg3, space):
+    from sgtrain.latent import project
+
+    ws = seeds_to_ws(sg3, [7], truncation_psi=0.7)
+    with torch.no_grad():
+        target = ((synthesize(sg3, ws) + 1) * 127.5).clamp(0, 255).round().to(torch.uint8)
+    start = project(sg3, target, space=space, num_steps=0, loss="mse", w_avg_samples=1000)
+    out = project(sg3, target, space=space, num_steps=60, loss="mse", w_avg_samples=1000)
+    assert out["noise"] == {}  # StyleGAN3 has no noise inputs to optimise or regularise
+    assert float(out["psnr"][0]) > float(start["psnr"][0]) + 6, (out["psnr"], start["psnr"])
+    # The input layer's w stays at the start (w_avg): the picture's placement is not optimised.
+    torch.testing.assert_close(out["ws"][:, 0], start["ws"][:, 0], rtol=0, atol=0)
+    assert float((out["ws"][:, 1:] - start["ws"][:, 1:]).abs().max()) > 1e-3
+    if space == "w":
+        torch.testing.assert_close(out["ws"][:, 1:], out["ws"][:, 1:2].expand_as(out["ws"][:, 1:]))
+    else:
+        assert float((out["ws"][:, 1] - out["ws"][:, -1]).abs().max()) > 1e-4
+    with torch.no_grad():  # the saved ws give the projected image with any tool (no weights were changed)
+        torch.testing.assert_close(synthesize(sg3, out["ws"]), out["images"], rtol=0, atol=1e-5)
+    free = project(sg3, target, space=space, num_steps=5, loss="mse", w_avg_samples=1000, anchor_input=False)
+    assert float((free["ws"][:, 0] - start["ws"][:, 0]).abs().max()) > 0
+
+
+def test_projection_refuses_networks_without_w_or_input_transform(znets, tmp_path, capsys):
+    from sgtrain.cli import project as project_cli
+    from sgtrain.latent import project
+
+    for family, path in znets.items():
+        G = load_generator(path, "cpu")
+        PIL.Image.fromarray(generate_images(G, [0])[0].numpy()).save(tmp_path / f"{family}.png")
+        err = cli_error(capsys, project_cli.main, ["--network", path, "--target", str(tmp_path / f"{family}.png"),
+                                                   "--outdir", str(tmp_path / "p"), "--device", "cpu"])
+        assert f"no W space ({family}): projection needs a style-based generator" in err
+    torch.manual_seed(0)
+    sg2 = StyleGAN2Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=3, channel_base=64,
+                             channel_max=8, num_fp16_res=0)
+    with pytest.raises(ValueError, match="no input transform"):
+        project(sg2, torch.zeros([1, 3, 8, 8]), num_steps=1, loss="mse", w_avg_samples=10, anchor_input=True)
+
+
+def test_sgtrain_project_on_sg3_writes_reproducible_ws(sg3, tmp_path, capsys):
+    from sgtrain.cli import project as project_cli
+
+    generate.main(["--network", str(SG3), "--seeds", "3", "--trunc", "0.6", "--outdir", str(tmp_path), "--device",
+                   "cpu"])
+    project_cli.main(["--network", str(SG3), "--target", str(tmp_path / "seed0003.png"), "--space", "w+", "--loss",
+                      "mse", "--steps", "20", "--w-avg-samples", "500", "--no-video", "--outdir",
+                      str(tmp_path / "p"), "--device", "cpu"])
+    assert "PSNR" in capsys.readouterr().out
+    ws = load_ws(tmp_path / "p" / "projected_w.npz")
+    assert ws.shape == (1, sg3.num_ws, sg3.w_dim)
+    generate.main(["--network", str(SG3), "--projected-w", str(tmp_path / "p" / "projected_w.npz"), "--outdir",
+                   str(tmp_path / "r"), "--device", "cpu"])
+    diff = png(tmp_path / "r" / "proj00.png").astype(int) - png(tmp_path / "p" / "proj.png")
+    assert np.abs(diff).max() <= 1

@@ -21,6 +21,7 @@ from sgtrain.latent import (
 )
 from sgtrain.latent._cli import base_parser, run
 from sgtrain.latent.project import VGG16_URL
+from sgtrain.latent.studio import require_w
 
 EPILOG = f"""examples:
   sgtrain-project --network runs/emoji --target face.png --loss mse --steps 500 --outdir out/proj
@@ -29,6 +30,8 @@ EPILOG = f"""examples:
       --encoder runs/emoji/encoder --steps 250 --outdir out/proj_enc
 The lpips-vgg loss reads VGG16 weights from --vgg: NVlabs' TorchScript vgg16.pt (published at
 {VGG16_URL}) or a torchvision-format VGG16 state dict. Nothing is downloaded.
+StyleGAN3: the input layer's w (rotation and translation of the picture) stays at w_avg while the other layers are
+optimised (stylegan3-fun's stabilised projection); --free-input optimises it too. ProGAN and DCGAN have no W space.
 Outputs (one target): projected_w.npz (key 'w', [1, num_ws, w_dim]), proj.png, target.png, proj.mp4; with several
 targets the same per target in OUTDIR/<image name>/ plus OUTDIR/projected_w.npz with all of them and OUTDIR/proj.mp4.
 """
@@ -36,6 +39,7 @@ targets the same per target in OUTDIR/<image name>/ plus OUTDIR/projected_w.npz 
 
 def _main(args) -> None:
     G = load_generator(args.network, args.device)
+    require_w(G, "projection")
     device = next(G.parameters()).device
     vgg = load_vgg16(args.vgg, device) if args.loss == "lpips-vgg" else None
     targets = torch.stack([load_target(t, G.img_resolution, G.img_channels) for t in args.target])
@@ -58,7 +62,7 @@ def _main(args) -> None:
                       noise_lr_scale=args.noise_lr,
                       optimize_noise=not args.fixed_noise, noise_init=args.noise_init,
                       init_ws=None if init_ws is None else init_ws[i:i + args.batch_size], seed=args.seed,
-                      history_every=every, verbose=True, device=device)
+                      history_every=every, verbose=True, device=device, anchor_input=False if args.free_input else None)
         ws.append(out["ws"])
         proj.append(to_uint8(out["images"]).numpy())
         scores.append(out["psnr"])
@@ -116,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="optimised noise maps start from the network's own (const, default) or fresh random maps")
     p.add_argument("--fixed-noise", action="store_true",
                    help="keep the network's noise maps instead of optimising per-image noise")
+    p.add_argument("--free-input", action="store_true",
+                   help="StyleGAN3: optimise the input layer's w too (default: held at w_avg, stylegan3-fun's "
+                        "stabilised projection)")
     p.add_argument("--seed", type=int, default=303, help="seed of the w noise and initial noise maps (default: 303)")
     p.add_argument("--no-video", dest="save_video", action="store_false", help="skip the progress video")
     p.add_argument("--video-frames", type=int, default=100, help="frames in the progress video (default: 100)")

@@ -9,6 +9,13 @@ features, read from a local file (see :func:`load_vgg16`); the mse loss needs no
 LPIPS in W; with the mse loss, measured on a trained network, no w noise, a noise penalty of 1e3 instead of 1e5 and
 a noise-map learning rate of 0.1x project better (docs/latent.md, "Projection quality"). The noise maps start from
 the network's own noise buffers (NVlabs: fresh random maps; both are N(0, 1) draws).
+
+StyleGAN3 (no noise inputs: only the latents are optimised) gets the stabilised projection of stylegan3-fun
+(PDillis; its ``--stabilize-projection``, after RiversHaveWings and nshepperd): the input layer's w, which sets the
+rotation and translation of the Fourier features through ``synthesis.input.affine``, is held at w_avg, so the
+picture's placement stays at its average while the other layers are optimised. stylegan3-fun folds w_avg into the
+affine's bias; here ws[:, 0] is set to w_avg instead, so the projected ws render the same image with any tool.
+Networks without W space (ProGAN, DCGAN) cannot be projected into W.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from sgtrain.latent.common import make_labels
+from sgtrain.latent.studio import capabilities, require_w
 
 __all__ = ["VGG16_URL", "VGG16Features", "load_vgg16", "load_target", "psnr", "project", "render_with_noise"]
 
@@ -202,6 +210,7 @@ def project(
     verbose: bool = False,
     device: str | torch.device | None = None,
     callback: Callable[[int, int, dict], bool | None] | None = None,
+    anchor_input: bool | None = None,
 ) -> dict:
     """Project target images into the latent space of G, all targets in one batch.
 
@@ -242,6 +251,9 @@ def project(
             :mod:`sgtrain.latent.encoder`); None starts at w_avg. In W the mean over layers is used.
         seed: seed of the w noise and of random initial noise maps.
         history_every: record ws every this many steps for a progress video (0 = no history).
+        anchor_input: hold ws[:, 0], the w of StyleGAN3's input layer (rotation and translation of the Fourier
+            features), at w_avg and optimise the other layers (stylegan3-fun's stabilised projection); None = on for
+            networks with an input transform (StyleGAN3), off otherwise. Only for networks with an input transform.
         callback: called after every step as ``callback(step, num_steps, info)`` with step counting from 1 and
             ``info`` = {``dist``: float32 [N] distance per target; ``images``: float32 [N, C, H, W] in [-1, 1], this
             step's rendering (before its update, w noise included); ``ws``: [N, num_ws, w_dim] after the update,
@@ -255,8 +267,16 @@ def project(
         G holding the per-target noise maps (for :func:`render_with_noise`).
 
     Raises:
-        ValueError: wrong target shape, unknown space or loss. FileNotFoundError: lpips-vgg without VGG weights.
+        ValueError: wrong target shape, unknown space or loss; a network without W space (ProGAN, DCGAN);
+            anchor_input for a network without an input transform. FileNotFoundError: lpips-vgg without VGG weights.
     """
+    require_w(G, "projection")
+    has_input_transform = capabilities(G).transform
+    if anchor_input is None:
+        anchor_input = has_input_transform
+    elif anchor_input and not has_input_transform:
+        raise ValueError("anchor_input holds the w of StyleGAN3's input layer (synthesis.input.affine); this network "
+                         "has no input transform")
     if space not in ("w", "w+"):
         raise ValueError(f"space '{space}' unknown: use w or w+")
     if loss not in ("lpips-vgg", "mse"):
@@ -299,8 +319,15 @@ def project(
         if init.ndim != 3 or init.shape[0] != N or init.shape[1] not in (1, G.num_ws) or init.shape[2] != G.w_dim:
             raise ValueError(f"init_ws has shape {list(init_ws.shape)}; give [N={N}, num_ws={G.num_ws}, "
                              f"w_dim={G.w_dim}] or [N, w_dim]")
+        if anchor_input and init.shape[1] == G.num_ws:  # ws[:, 0] is the anchor, not part of the image's w
+            init = torch.cat([init[:, 1:2], init[:, 1:]], dim=1)
         w_opt = init.mean(1, keepdim=True) if space == "w" else init.expand(N, G.num_ws, G.w_dim)
     w_opt = w_opt.clone().requires_grad_(True)
+    anchor = w_avg[None, None].expand(N, 1, G.w_dim) if anchor_input else None
+
+    def full_ws(w: torch.Tensor) -> torch.Tensor:  # [N, 1 or num_ws, w_dim] -> [N, num_ws, w_dim]
+        w = w.expand(N, G.num_ws, G.w_dim)
+        return w if anchor is None else torch.cat([anchor, w[:, 1:]], dim=1)
 
     # Noise maps: the synthesis layers' noise_const buffers, one copy per target.
     noise_bufs: dict[str, torch.Tensor] = {}
@@ -343,7 +370,7 @@ def project(
             group["lr"] = initial_learning_rate * lr_ramp * group["lr_scale"]
 
         w_noise = torch.randn(w_opt.shape, generator=gen).to(dev) * w_noise_scale
-        ws = (w_opt + w_noise).expand(N, G.num_ws, G.w_dim)
+        ws = full_ws(w_opt + w_noise)
         synth = G.synthesis(ws, noise_mode="const")
         if loss == "lpips-vgg":
             dist = (features((synth + 1) * 127.5) - target_feats).square().sum(1)
@@ -362,7 +389,7 @@ def project(
                     buf -= buf.mean([1, 2, 3], keepdim=True)
                     buf *= buf.square().mean([1, 2, 3], keepdim=True).rsqrt()
         if history_every and (step % history_every == 0 or step == num_steps - 1):
-            history.append(w_opt.detach().expand(N, G.num_ws, G.w_dim).clone())
+            history.append(full_ws(w_opt.detach()).clone())
             history_steps.append(step + 1)
         if callback is not None:
             info = dict(dist=dist.detach(), images=synth.detach(), ws=w_opt.detach().expand(N, G.num_ws, G.w_dim),
@@ -371,7 +398,7 @@ def project(
                 break
 
     with torch.no_grad():
-        ws = w_opt.detach().expand(N, G.num_ws, G.w_dim).clone()
+        ws = full_ws(w_opt.detach()).clone()
         images = G.synthesis(ws, noise_mode="const")
         score = psnr((images + 1) * 127.5, target, 255.0)
     return dict(

@@ -226,7 +226,7 @@ def read_directions(path: str | os.PathLike) -> dict:
 
     Raises:
         FileNotFoundError: no file. KeyError: neither ``direction`` nor ``directions`` in it.
-        ValueError: an array of the wrong rank.
+        ValueError: an array of the wrong rank, or a direction in Z (``space == 'z'``), which cannot be added to w.
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"direction file '{path}' not found")
@@ -239,7 +239,13 @@ def read_directions(path: str | os.PathLike) -> dict:
         if d.ndim not in (1, 2):
             raise ValueError(f"'{path}': 'direction' has shape {list(d.shape)}; expected [w_dim] or [num_ws, w_dim]")
         name = str(data["name"]) if "name" in data else stem
+        space = str(data["space"]) if "space" in data else "w"
+        if space == "z":
+            raise ValueError(f"'{path}' holds a direction in Z (space 'z'): it moves z before the mapping, so it "
+                             "cannot be added to w; apply it with `sgtrain-directions apply` (or refit it in W with "
+                             "`sgtrain-directions fit --space w`)")
         layers = [int(i) for i in np.atleast_1d(data["layers"])] if "layers" in data else None
+        layers = layers or None  # an empty list means every layer (sgtrain-directions fit's format)
         meta = {k: data[k] for k in data.files if k not in ("direction", "name", "layers")}
         return dict(directions=d[None], names=[name], layers=layers, meta=meta)
     if "directions" in data:
