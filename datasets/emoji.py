@@ -2,6 +2,7 @@
 """Demo dataset recipe: every Noto Color Emoji glyph at 64x64 RGB on white, packed to shards.
 
     python datasets/emoji.py OUT [--resolution 64] [--font PATH] [--shard-size 4MB] [--workers N] [--no-install]
+                                 [--subset smileys]
 
 Same as `python -m sgtrain.data.emoji OUT`. Source: the Debian package fonts-noto-color-emoji (Noto Color Emoji,
 SIL Open Font License 1.1, by Google); about 3,900 glyphs (2.042-0+deb12u1 gives 3,926), including the ligature glyphs

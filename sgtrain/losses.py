@@ -59,11 +59,11 @@ def _fused_no_weight_gradients() -> Callable[[bool], contextlib.AbstractContextM
 
 
 def _no_weight_gradients(disable: bool = True) -> contextlib.AbstractContextManager:
-    """Context in which the fused conv2d op skips gradients w.r.t. conv weights (a speed-up only).
+    """Context in which sgtrain's conv2d op (``sgtrain.ops.conv2d_gradfix``) skips gradients w.r.t. conv weights.
 
     NVlabs wraps the R1 and path-length gradient computations in ``conv2d_gradfix.no_weight_gradients``: the
-    weight gradients of that inner backward are never used, so skipping them changes no number. sgtrain's ops
-    package provides the same switch when its fused conv op exists; otherwise (reference ops, CPU) this is a no-op.
+    weight gradients of that inner backward are never used, so skipping them changes no number (a speed-up only, on
+    every device, for the networks whose convolutions go through that op: StyleGAN2 and StyleGAN3's D).
     """
     switch = _fused_no_weight_gradients() if disable else None
     return switch(disable) if switch is not None else contextlib.nullcontext()
@@ -127,7 +127,7 @@ def r1_penalty(real_img: torch.Tensor, real_logits: torch.Tensor, no_weight_grad
     Args:
         real_img: the images D saw, float [N, C, H, W], a leaf with ``requires_grad=True`` (or part of a graph).
         real_logits: ``D(real_img, c)``, float [N, 1].
-        no_weight_grad: skip the unused weight gradients of the fused conv op (speed only; no effect on CPU).
+        no_weight_grad: skip the unused conv weight gradients (``sgtrain.ops.conv2d_gradfix``; speed only).
 
     Returns:
         Per-sample penalty [N], float, >= 0, differentiable w.r.t. D's parameters.

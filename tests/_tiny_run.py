@@ -45,7 +45,8 @@ TINY = [
 #: Tiny networks of every family at 16x16 (with ``TINY``'s training settings minus the model): the progressive ones grow
 #: 4 -> 8 -> 16 with 8 kimg per resolution and 16 kimg fade-ins, minibatch 8 at 4x4 and 8x8 and 4 at 16x16.
 PROGRESSIVE = ["schedule.lod_initial_resolution=4", "schedule.lod_training_kimg=0.008",
-               "schedule.lod_transition_kimg=0.016", "schedule.minibatch_dict={4:8,8:8,16:4}", "train.batch=4"]
+               "schedule.lod_transition_kimg=0.016", "schedule.minibatch_dict={4:8,8:8,16:4}", "train.batch=4",
+               "schedule.minibatch_repeats=2"]
 TINY_FAMILIES = {
     "progan": ["model=progan", "model.resolution=16", "model.fmap_base=64", "model.fmap_max=16",
                "model.D.mbstd_group_size=2", *PROGRESSIVE],

@@ -101,7 +101,7 @@ def test_family_trains_through_the_seam(shards, tmp_path, family):
     from sgtrain.training.run import train
 
     run_dir = str(tmp_path / family)
-    kimg = 0.06 if family in ("progan", "stylegan") else 0.016
+    kimg = 0.08 if family in ("progan", "stylegan") else 0.016
     cfg = compose([*FAMILIES[family], *COMMON, f"dataset.path={shards}", f"run.dir={run_dir}", f"train.kimg={kimg}",
                    "train.snap_kimg=0.016"])
     out = train(cfg)
@@ -212,3 +212,16 @@ def test_fine_tuning_starts_from_the_source_network(shards, tmp_path):
     assert not torch.equal(d_src["b4.out.weight"], d_new["b4.out.weight"])  # the rest trains
     with pytest.raises(ConfigError, match=r"model\.G\.<key>|resolution|channel"):
         train(compose([*base, f"run.dir={tmp_path / 'bad'}", f"train.resume_from={src}", "model.channel_max=32"]))
+
+
+def test_schedule_point_is_kept_for_minibatch_repeats(shards, tmp_path):
+    """NVlabs' loop evaluates the schedule every minibatch_repeats iterations: lod changes only at those."""
+    from sgtrain.training.run import train
+
+    run_dir = str(tmp_path / "rep")
+    train(compose([*FAMILIES["progan"], *COMMON, f"dataset.path={shards}", f"run.dir={run_dir}", "train.kimg=0.056",
+                   "schedule.minibatch_repeats=3", "train.tick_kimg=0.001"]))
+    rows = _rows(run_dir)  # one line per iteration (tick shorter than a minibatch)
+    lods = [r["lod"] for r in rows]
+    changes = [i for i in range(1, len(lods)) if lods[i] != lods[i - 1]]
+    assert changes and all(i % 3 == 0 for i in changes), lods

@@ -1,7 +1,8 @@
 """``sgtrain-convert IN OUT``: any network file sgtrain opens -> portable ``OUT.safetensors`` + ``OUT.json``.
 
-IN: a run directory, a portable file, a Lightning .ckpt, an NVlabs .pkl (StyleGAN2; read without running its
-embedded code) or a rosinality .pt. OUT: a stem, ``<stem>.safetensors`` or ``<stem>.json``.
+IN: a run directory, a portable file, a Lightning .ckpt, an NVlabs .pkl (PyTorch StyleGAN2/3, or TensorFlow
+ProGAN / StyleGAN / StyleGAN2; read without running its embedded code or TensorFlow) or a rosinality .pt.
+OUT: a stem, ``<stem>.safetensors`` or ``<stem>.json``.
 
 Exit status: 0 on success; 1 when IN cannot be opened (missing, refused pickle global, unsupported architecture);
 2 on a usage error.

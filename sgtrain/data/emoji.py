@@ -200,7 +200,7 @@ def build(
     """Build the emoji dataset in ``out`` unless ``out/dataset.json`` exists. Returns True when it packed.
 
     Args:
-        subset: a name of :data:`SUBSETS` (e.g. ``'smileys'``, the quickstart's ~110 faces), None = every glyph.
+        subset: a name of :data:`SUBSETS` (e.g. ``'smileys'``, the quickstart's 100 faces), None = every glyph.
 
     Raises:
         EmojiError: font missing (the message says which Debian package to install), or an unknown subset.
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--no-install", action="store_true", help="never run apt-get")
     p.add_argument("--subset", default=None, choices=sorted(SUBSETS),
-                   help="only a coherent group of glyphs (smileys: the ~110 yellow faces of the quickstart)")
+                   help="only a coherent group of glyphs (smileys: the ~100 yellow faces of the quickstart)")
     args = p.parse_args(argv)
     try:
         build(args.out, args.resolution, args.font, args.shard_size, args.workers, install=not args.no_install,

@@ -86,7 +86,7 @@ def convert_tf_snapshot(obj: Any, path: str | os.PathLike | None = None) -> dict
 
     Returns:
         dict with ``G_ema`` (from ``Gs``), ``G`` and ``D`` where present, and ``training_info`` (source, file, the
-        TF build functions, lod of each network).
+        TF build functions, and ``lod`` of each network that has one).
 
     Raises:
         NetworkFileError: the pickle holds no TF generator.
@@ -104,6 +104,9 @@ def convert_tf_snapshot(obj: Any, path: str | os.PathLike | None = None) -> dict
         if isinstance(rec, TFNetworkRecord):
             out[key] = convert_tf_network(rec, key)
             info["build_funcs"][key] = rec.build_func_name
+            lods = [float(b) for n, b in out[key].named_buffers() if n == "lod" or n.endswith(".lod")]
+            if lods:
+                info.setdefault("lod", {})[key] = lods[0]
     if path is not None:
         info["file"] = os.fspath(path)
     out["training_info"] = info

@@ -266,9 +266,30 @@ _TYPED_GROUPS = {"dataset": DatasetConfig, "train": TrainConfig, "run": RunConfi
 _MODEL_KEYS = ("name", "resolution", "G", "D")
 
 
+#: Keys of earlier sgtrain versions (StyleGAN2 only) and where they live now.
+MOVED_KEYS = {
+    "train.gamma": "loss.r1_gamma",
+    "train.style_mixing_prob": "loss.style_mixing_prob (StyleGAN2/3) or model.G.style_mixing_prob (StyleGAN)",
+    "train.pl_weight": "loss.pl_weight",
+    "train.pl_batch_shrink": "loss.pl_batch_shrink",
+    "train.pl_decay": "loss.pl_decay",
+    "train.pl_no_weight_grad": "loss.pl_no_weight_grad",
+    "model.G_kwargs": "model.G.<keyword>",
+    "model.D_kwargs": "model.D.<keyword>",
+    "model.G_architecture": "model.G.architecture",
+    "model.D_architecture": "model.D.architecture",
+    "model.arch": "model=<family> (progan, stylegan, stylegan2, stylegan3_t, stylegan3_r, dcgan)",
+    "seed": "train.seed",
+}
+
+
 def unknown_key_error(key: str, candidates: list[str], why: str, added: bool = True) -> ConfigError:
-    """A ConfigError for an unknown ``key`` that names the nearest of ``candidates`` when one is close; ``added``:
-    the key got into the config with ``+``/``++`` (the message says why that is refused too)."""
+    """A ConfigError for an unknown ``key`` that names the nearest of ``candidates`` when one is close (or where a
+    key of an earlier version moved, :data:`MOVED_KEYS`); ``added``: the key got into the config with ``+``/``++``
+    (the message says why that is refused too)."""
+    moved = next((new for old, new in MOVED_KEYS.items() if key == old or key.startswith(old + ".")), None)
+    if moved:
+        return ConfigError(f"unknown key {key}: it moved to {moved}")
     near = difflib.get_close_matches(key, [c for c in candidates if c != key], n=1, cutoff=0.6)
     hint = f"; did you mean {near[0]}?" if near else ""
     note = (" (a '+' or '++' in front of a key adds it without checking; sgtrain checks it anyway, so that a typo "
@@ -609,6 +630,14 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
             raise ConfigError(f"train.batch_gpu={bgpu} is smaller than loss.pl_batch_shrink={shrink}")
     check_metrics(cfg)
     a = cfg.augment
+    if a.kwargs:
+        from sgtrain.augment import AugmentPipe
+
+        names = set(inspect.signature(AugmentPipe.__init__).parameters) - {"self"}
+        for key in a.kwargs:
+            if key not in names:
+                raise unknown_key_error(f"augment.kwargs.{key}", [f"augment.kwargs.{n}" for n in sorted(names)],
+                                        "sgtrain.augment.AugmentPipe takes no such keyword", added=False)
     if a.mode not in ("ada", "fixed", "none"):
         raise ConfigError(f"augment.mode={a.mode!r}: use augment=ada, augment=fixed or augment=none")
     if a.mode != "none":

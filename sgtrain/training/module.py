@@ -14,7 +14,8 @@ An iteration of NVlabs' training loops (Karras et al. 2020, StyleGAN2, section 3
    accumulate over the chunks (``GANLoss.accumulate_gradients`` with ``gain = interval``), average the gradients
    over ranks once (flattened, sum / world size, nan_to_num) and step Adam (lr and betas adjusted for lazy
    regularization);
-4. G_ema moves toward G with ``beta = 0.5 ** (minibatch / (ema_kimg * 1000))`` (optionally ramped up);
+4. G_ema moves toward G with ``beta = 0.5 ** (minibatch / (ema_kimg * 1000))`` (optionally ramped up), after all
+   phases, or right after D's phases when the loss trains D first (NVlabs' TF loops update Gs with the D step);
 5. ``cur_nimg`` grows by the global minibatch; a tick ends every ``tick_kimg``; training stops at ``total_kimg``.
 
 Progress is ``cur_nimg`` (real images shown to D summed over ranks), never epochs or Lightning's global_step.
@@ -179,6 +180,7 @@ class GANModule(L.LightningModule):
         self.batch_idx = 0  # iterations done
         self.loader_batches = 0  # datamodule batches consumed (the data position)
         self.prev_lod = -1.0  # lod of the previous iteration (Adam reset when new layers enter)
+        self.point_nimg = 0  # cur_nimg at which the schedule point in use was evaluated
         # Transient.
         self.tick_event: TickEvent | None = None
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # loader batches of an unfinished minibatch
@@ -347,8 +349,12 @@ class GANModule(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> None:
         """Gather loader batches into the iteration's minibatch, then run one NVlabs iteration; returns nothing."""
         self.tick_event = None  # set again only by an iteration that ends a tick
-        if not self._pending:
-            self._point = self.schedule_point()  # fixed for the whole iteration
+        if not self._pending and self.schedule is not None:
+            # fixed for the whole iteration, and for minibatch_repeats iterations (NVlabs' loop)
+            if self.batch_idx % self.schedule.minibatch_repeats == 0 or self._point is None:
+                if self.batch_idx % self.schedule.minibatch_repeats == 0:
+                    self.point_nimg = self.cur_nimg
+                self._point = self.schedule_point(self.point_nimg)
         self._pending.append(self._unpack(batch))
         self.loader_batches += 1
         have = sum(x.shape[0] for x, _ in self._pending)
@@ -387,8 +393,15 @@ class GANModule(L.LightningModule):
         all_z = torch.randn([len(phases) * n, self.G.z_dim], device=self.device)
         all_c = self.sample_labels(len(phases) * n)
         opts = self.optimizers()
+        # G_ema: after all phases (NVlabs' PyTorch loop), or with the D step when D trains first (their TF loops run
+        # the Gs update together with D's, before G's step)
+        ema_after_d = getattr(self.loss, "phase_order", ("G", "D"))[0] == "D"
 
         for i, (name, module, opt_idx, interval) in enumerate(phases):
+            if ema_after_d and name.startswith("G"):
+                with torch.autograd.profiler.record_function("Gema"):
+                    self.update_ema()
+                ema_after_d = False
             if self.batch_idx % interval != 0:
                 continue
             opt = opts[opt_idx]
@@ -411,8 +424,9 @@ class GANModule(L.LightningModule):
                 self._reduce_grads(module)
                 opt.step()
 
-        with torch.autograd.profiler.record_function("Gema"):
-            self.update_ema()
+        if getattr(self.loss, "phase_order", ("G", "D"))[0] != "D":
+            with torch.autograd.profiler.record_function("Gema"):
+                self.update_ema()
         self.cur_nimg += self.minibatch
         self.batch_idx += 1
         if self.ada is not None:
@@ -551,6 +565,7 @@ class GANModule(L.LightningModule):
             "batch_idx": self.batch_idx,
             "loader_batches": self.loader_batches,
             "prev_lod": self.prev_lod,
+            "point_nimg": self.point_nimg,
             "kimg": self.kimg,
             "total_kimg": self.total_kimg,
             "world_size": self.world,
@@ -572,6 +587,7 @@ class GANModule(L.LightningModule):
         self.batch_idx = int(s["batch_idx"])
         self.loader_batches = int(s.get("loader_batches", self.batch_idx))
         self.prev_lod = float(s.get("prev_lod", -1.0))
+        self.point_nimg = int(s.get("point_nimg", self.cur_nimg))
         self._pending_rng = s.get("rng")
         self._pending_loss_state = s.get("loss_state_per_rank")
         if self._pending_loss_state is None and s.get("pl_mean_per_rank") is not None:  # written by sgtrain <= 0.1

@@ -205,6 +205,24 @@ def init_from_network(module: Any, path: str, cfg: DictConfig, verbose: bool = T
               + (f" (augment p {float(nets['augment_p']):.3f})" if nets.get("augment_p") is not None else ""))
 
 
+def check_capabilities(cfg: DictConfig, G: Any) -> None:
+    """What the training options ask of the generator that only the built network can answer.
+
+    Raises:
+        ConfigError: ``train.freeze_mapping`` on a generator without mapping layers (ProGAN, DCGAN), or an
+            equivariance metric (``eqt*``/``eqr*``) on a generator without an input transform (all but StyleGAN3).
+    """
+    family = cfg.model.get("name")
+    if cfg.train.freeze_mapping and not any(n.startswith("mapping.fc") for n, _ in G.named_parameters()):
+        raise ConfigError(f"train.freeze_mapping={cfg.train.freeze_mapping}: model={family} has no mapping layers; "
+                          "use it with a style-based family (stylegan, stylegan2, stylegan3_t/_r)")
+    eq = [m for m in cfg.train.metrics or [] if str(m).startswith("eq")]
+    has_transform = hasattr(getattr(getattr(G, "synthesis", None), "input", None), "transform")
+    if eq and not has_transform:
+        raise ConfigError(f"train.metrics: {eq} measure equivariance to translating/rotating the synthesis input, "
+                          f"which only StyleGAN3 has (model={family}); use model=stylegan3_t or stylegan3_r")
+
+
 def loss_factory(cfg: DictConfig) -> Any:
     """``loss(G=, D=, augment_pipe=) -> GANLoss`` from ``cfg.loss`` (a Hydra ``_target_`` node, partially applied)."""
     from hydra.utils import instantiate
@@ -314,6 +332,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     torch.backends.cudnn.allow_tf32 = bool(cfg.trainer.tf32)
     L.seed_everything(int(cfg.train.seed), workers=True, verbose=False)
     G, D = build_networks(cfg)  # before anything is written: a keyword the networks refuse is a config error
+    check_capabilities(cfg, G)
     rank0 = _is_rank_zero()
     os.makedirs(run_dir, exist_ok=True)
     os.environ["SGTRAIN_RUN_DIR"] = run_dir  # DDP children are started with run.dir=<this>

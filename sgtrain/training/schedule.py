@@ -65,6 +65,8 @@ class ProgressiveSchedule:
         lrate_rampup_kimg: learning rates ramp up linearly from 0 over this many kimg; 0 = no ramp-up.
         reset_opt_for_new_lod: reset Adam's moments whenever a new set of layers enters (floor or ceil of lod
             changes), as NVlabs' training loop does.
+        minibatch_repeats: iterations run with the same schedule point before it is evaluated again (NVlabs'
+            training loop: 4); 1 = every iteration.
 
     Raises:
         ValueError: a non-power-of-two initial resolution or negative durations.
@@ -81,6 +83,7 @@ class ProgressiveSchedule:
         D_lrate_dict: Mapping[Any, float] | None = None,
         lrate_rampup_kimg: float = 0,
         reset_opt_for_new_lod: bool = True,
+        minibatch_repeats: int = 1,
     ) -> None:
         r = int(lod_initial_resolution)
         if r < 4 or r & (r - 1):
@@ -96,6 +99,9 @@ class ProgressiveSchedule:
         self.D_lrate_dict = _int_keys(D_lrate_dict)
         self.lrate_rampup_kimg = float(lrate_rampup_kimg)
         self.reset_opt_for_new_lod = bool(reset_opt_for_new_lod)
+        if int(minibatch_repeats) < 1:
+            raise ValueError(f"schedule.minibatch_repeats={minibatch_repeats} must be >= 1")
+        self.minibatch_repeats = int(minibatch_repeats)
 
     def lod(self, cur_nimg: int, resolution: int) -> float:
         """Level of detail after ``cur_nimg`` images for a network of full ``resolution`` (NVlabs' formula)."""

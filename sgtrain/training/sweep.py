@@ -33,7 +33,7 @@ def job_dirname(override_dirname: str, max_len: int = 120) -> str:
     name (``OSError: [Errno 36] File name too long``). Here characters outside ``[A-Za-z0-9._=,+@-]`` become ``_``
     and a name longer than ``max_len`` is cut and ends in ``-`` plus the first 10 hex digits of the SHA-1 of the full
     text, so that different jobs keep different names and the same job (a rerun sweep, a requeued job) finds its
-    directory again. The job's full overrides are in ``<dir>/.hydra/overrides.yaml``.
+    directory again. The job's full overrides are in ``<dir>/overrides.yaml``.
 
     Args:
         override_dirname: the value of ``hydra.job.override_dirname``.
