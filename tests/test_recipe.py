@@ -27,9 +27,9 @@ def png(path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def nets(tmp_path_factory):
-    """Two 64x64 networks (num_ws 10, like the quickstart's) from different seeds, as portable files."""
+    """Two 32x32 networks (num_ws 8, like the quickstart's) from different seeds, as portable files."""
     d = tmp_path_factory.mktemp("nets")
-    G1, G2 = tiny_generator(res=64, seed=0), tiny_generator(res=64, seed=1)
+    G1, G2 = tiny_generator(res=32, seed=0), tiny_generator(res=32, seed=1)
     save_network(d / "emoji", G_ema=G1)
     save_network(d / "second", G_ema=G2)
     return str(d / "emoji.safetensors"), str(d / "second.safetensors"), G1, G2
@@ -52,16 +52,16 @@ def test_character_pipeline_equals_the_single_commands(nets, tmp_path, capsys):
         assert (out / "characters" / f"{s}.png").read_bytes() == (ref / "gen" / f"{s}.png").read_bytes()
     assert np.array_equal(np.load(out / "characters" / "w.npz")["w"], seeds_to_ws(G1, range(8), 0.7).numpy())
 
-    # 3. restyled = sgtrain-blend --w characters/w.npz,42 --trunc 0.7 --layers 0-7:a,8-end:b
-    blend.main(["--network", p1, "--w", f"{out}/characters/w.npz,42", "--trunc", "0.7", "--layers", "0-7:a,8-end:b",
+    # 3. restyled = sgtrain-blend --w characters/w.npz,42 --trunc 0.7 --layers 0-5:a,6-end:b
+    blend.main(["--network", p1, "--w", f"{out}/characters/w.npz,42", "--trunc", "0.7", "--layers", "0-5:a,6-end:b",
                 "--outdir", str(ref / "blend"), "--device", "cpu"])
     for i, s in enumerate(labels):
         assert (out / "restyled" / f"{s}.png").read_bytes() == (ref / "blend" / f"blend{i:02d}.png").read_bytes()
     assert np.array_equal(np.load(out / "restyled" / "w.npz")["w"], np.load(ref / "blend" / "blend_w.npz")["w"])
 
-    # 4. cropped = the central 75% (48x48 at (8, 8)) resized to 64x64 with Lanczos
+    # 4. cropped = the central 75% (24x24 at (4, 4)) resized to 32x32 with Lanczos
     for i, s in enumerate(labels):
-        want = PIL.Image.open(ref / "blend" / f"blend{i:02d}.png").crop((8, 8, 56, 56)).resize((64, 64),
+        want = PIL.Image.open(ref / "blend" / f"blend{i:02d}.png").crop((4, 4, 28, 28)).resize((32, 32),
                                                                                              PIL.Image.LANCZOS)
         assert np.array_equal(png(out / "cropped" / f"{s}.png"), np.asarray(want))
 
@@ -73,11 +73,11 @@ def test_character_pipeline_equals_the_single_commands(nets, tmp_path, capsys):
         assert (out / "projected" / f"{s}.png").read_bytes() == (ref / "proj" / s / "proj.png").read_bytes()
     assert np.array_equal(np.load(out / "projected" / "w.npz")["w"], np.load(ref / "proj" / "projected_w.npz")["w"])
 
-    # 6. remixed = sgtrain-blend --mean of (projected, seed 5), then --layers 0-3:a,4-7:b,8-end:a
+    # 6. remixed = sgtrain-blend --mean of (projected, seed 5), then --layers 0-3:a,4-5:b,6-end:a
     blend.main(["--network", p2, "--w", f"{ref}/proj/projected_w.npz,5", "--trunc", "0.7", "--mean", "--outdir",
                 str(ref / "mean"), "--device", "cpu"])
     blend.main(["--network", p2, "--w", f"{ref}/proj/projected_w.npz,{ref}/mean/blend_w.npz", "--layers",
-                "0-3:a,4-7:b,8-end:a", "--outdir", str(ref / "remix"), "--device", "cpu"])
+                "0-3:a,4-5:b,6-end:a", "--outdir", str(ref / "remix"), "--device", "cpu"])
     for i, s in enumerate(labels):
         assert (out / "remixed" / f"{s}.png").read_bytes() == (ref / "remix" / f"blend{i:02d}.png").read_bytes()
     assert np.array_equal(np.load(out / "remixed" / "w.npz")["w"], np.load(ref / "remix" / "blend_w.npz")["w"])
@@ -107,7 +107,7 @@ def test_load_direction_resize_save_and_grid_steps(nets, tmp_path):
             "edited": {"type": "direction", "input": "stored", "file": str(tmp_path / "attr.npz"), "strength": 2.5},
             "sefa2": {"type": "direction", "input": "stored", "sefa": 2, "sefa_layers": "coarse", "strength": -3,
                       "layers": "0-5"},
-            "small": {"type": "resize", "input": "edited", "size": 32},
+            "small": {"type": "resize", "input": "edited", "size": 16},
             "grid": {"type": "sheet", "inputs": ["edited"], "grid": "1x2"},
             "export": {"type": "save", "input": "sefa2", "dir": str(tmp_path / "export"), "images": False},
         },
@@ -121,11 +121,11 @@ def test_load_direction_resize_save_and_grid_steps(nets, tmp_path):
     want = apply_direction(ws, d, 2.5, [0, 1, 2, 3])
     assert torch.equal(res["edited"].ws, want)
     assert np.array_equal(res["edited"].images, render_ws(G1, want).numpy())
-    s = sefa(G1, [0, 1, 2, 3])  # coarse of a 64x64 network
+    s = sefa(G1, [0, 1, 2, 3])  # coarse of a 32x32 network
     want = apply_direction(ws, s["directions"][2], -3.0, range(6))
     assert torch.equal(res["sefa2"].ws, want) and not torch.equal(want[:, 6:] - ws[:, 6:], want[:, :6] - ws[:, :6])
-    assert res["small"].images.shape == (2, 32, 32, 3)
-    assert png(tmp_path / "out" / "grid" / "sheet.png").shape == (64, 128, 3)
+    assert res["small"].images.shape == (2, 16, 16, 3)
+    assert png(tmp_path / "out" / "grid" / "sheet.png").shape == (32, 64, 3)
     assert np.array_equal(png(tmp_path / "out" / "grid" / "sheet.png"), np.concatenate(list(res["edited"].images), 1))
     assert sorted(os.listdir(tmp_path / "export")) == ["w.npz"]
     assert np.array_equal(np.load(tmp_path / "export" / "w.npz")["w"], want.numpy())

@@ -48,7 +48,7 @@ def test_presets_compose_with_nvlabs_settings():
         assert t.D_lr == t.G_lr and m.map_layers == 8 and t.ema_rampup is None and t.kimg == 25000
         assert m.channel_max == 512 and m.z_dim == 512 and m.w_dim == 512
     small = compose(["model=stylegan2_small", "dataset.path=/nowhere"])
-    assert small.model.resolution == 64 and small.model.channel_max <= 128
+    assert small.model.resolution is None and small.model.channel_max <= 128
     for trainer in ("cpu", "gpu", "ddp", "auto"):
         assert compose([f"trainer={trainer}", "dataset.path=x"]).trainer.strategy in ("auto", "ddp")
     for logger in ("wandb", "csv", "none"):
@@ -106,7 +106,7 @@ def test_missing_dataset_path_fails_naming_it():
 
 def test_resolution_mismatch_fails(shards16):
     with pytest.raises(ConfigError, match=r"model.resolution=64.*16x16"):
-        validate_config(compose(["model=stylegan2_small", f"dataset.path={shards16}"]))
+        validate_config(compose(["model=stylegan2_small", "model.resolution=64", f"dataset.path={shards16}"]))
     card = validate_config(compose(["model=stylegan2_small", "model.resolution=16", f"dataset.path={shards16}",
                                     "model.mbstd_group_size=4", "train.batch=8"]))
     assert card["resolution"] == 16
@@ -156,6 +156,6 @@ def test_cli_bad_configs_fail_fast(shards16, tmp_path):
     assert rc != 0 and "train.gama" in out and sec < 60, out
     rc, out, sec = _cli([], str(tmp_path))
     assert rc == 2 and "dataset.path is required" in out and sec < 60, out
-    rc, out, sec = _cli(["model=stylegan2_small", f"dataset.path={shards16}"], str(tmp_path))
+    rc, out, sec = _cli(["model=stylegan2_small", "model.resolution=64", f"dataset.path={shards16}"], str(tmp_path))
     assert rc == 2 and "model.resolution=64" in out and sec < 60, out
     assert not os.path.exists(tmp_path / "runs"), "nothing may be written for a bad config"

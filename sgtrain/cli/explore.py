@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from sgtrain.latent._cli import run
 
 EPILOG = """examples:
-  sgtrain-explore --network runs/quickstart
-  sgtrain-explore --network emoji=runs/quickstart --network second=runs/quickstart-seed1 --port 8080
+  sgtrain-explore --network runs/stylegan_small-smileys
+  sgtrain-explore --network emoji=runs/stylegan_small-smileys --network second=runs/smileys-seed1 --port 8080
   sgtrain-explore --network ffhq.pkl --directions smile.npz --vgg ~/weights/vgg16.pt --device cuda
 Then open http://127.0.0.1:PORT/ in a browser. The page needs no internet access; everything is computed locally.
 --host 0.0.0.0 makes it reachable from other machines: the page has no authentication, so only do that on a

@@ -3,7 +3,7 @@
 A recipe names its networks and lists steps in order; each step reads earlier steps by name and writes its outputs
 to ``<out>/<step name>/``::
 
-    networks: {emoji: runs/quickstart, second: runs/quickstart-seed1}
+    networks: {emoji: runs/stylegan_small-smileys, second: runs/smileys-seed1}
     out: out/character_pipeline
     steps:
       characters: {type: sample, network: emoji, seeds: 0-7, psi: 0.7}

@@ -300,6 +300,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             print(f"sgtrain-train: starting from train.resume_from as NVlabs does: {', '.join(changed)}")
     run_dir = resolve_run_dir(cfg)
     world = world_size_of(cfg)
+    old_cfg = os.path.join(run_dir, "config.yaml")
+    if os.path.exists(old_cfg) and find_resume_checkpoint(run_dir) is not None:
+        old = OmegaConf.load(old_cfg)
+        old_name, new_name = OmegaConf.select(old, "model.name"), cfg.model.get("name")
+        if old_name and old_name != new_name:
+            raise ConfigError(f"run.dir={run_dir} holds a run of model={old_name}, which this command (model="
+                              f"{new_name}) cannot resume: pass another run.dir (the default is runs/<model>-<data>)")
     meta = read_last_meta(run_dir)
     if meta and meta.get("done") and float(meta.get("kimg", 0)) >= float(cfg.train.kimg):
         print(f"sgtrain-train: {run_dir} is complete ({meta['kimg']} kimg >= train.kimg={cfg.train.kimg}); "
