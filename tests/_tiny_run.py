@@ -160,3 +160,25 @@ def assert_continuous(rows: list[dict], total_kimg: float, step_kimg: float) -> 
     diffs = {round(b - a, 3) for a, b in zip(kimgs, kimgs[1:])}
     assert diffs <= {round(step_kimg, 3)}, f"kimg gaps: {kimgs}"
     assert abs(kimgs[-1] - total_kimg) < 1e-6, f"ends at {kimgs[-1]} kimg, not {total_kimg}"
+
+
+class SlowSteps:
+    """A Lightning callback (``trainer.callbacks=[{_target_:_tiny_run.SlowSteps,seconds:S}]``) that sleeps S seconds
+    after every training step, so that a test killing or signalling a tiny run by its metrics lines is not outrun by
+    a fast machine. The child needs ``tests/`` on PYTHONPATH (:func:`slow_steps_args`)."""
+
+    def __new__(cls, seconds: float = 0.5):
+        import lightning as L
+
+        class _Slow(L.Callback):
+            def on_train_batch_end(self, *args, **kwargs) -> None:
+                time.sleep(seconds)
+
+        return _Slow()
+
+
+def slow_steps_args(env: dict[str, str], seconds: float) -> list[str]:
+    """Put ``tests/`` on ``env['PYTHONPATH']``; return the override adding :class:`SlowSteps`."""
+    here = str(Path(__file__).resolve().parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
+    return [f"trainer.callbacks=[{{_target_:_tiny_run.SlowSteps,seconds:{seconds}}}]"]

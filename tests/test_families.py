@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from _tiny_run import TINY_FAMILIES as FAMILIES
+from _tiny_run import make_shards
 from PIL import Image
 
 from sgtrain.training.config import ConfigError, compose, validate_config
@@ -26,21 +27,8 @@ COMMON = [
 ]
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> str:
-    """32 coloured discs on white, 16x16, packed with sgtrain-data's packer."""
-    from sgtrain.data import pack
-
-    root = tmp_path_factory.mktemp("families")
-    src = root / "imgs"
-    src.mkdir()
-    rng = np.random.default_rng(2)
-    yy, xx = np.mgrid[:16, :16]
-    for i in range(32):
-        img = np.full([16, 16, 3], 255, np.uint8)
-        r = rng.uniform(4, 7)
-        img[(yy - 7.5) ** 2 + (xx - 7.5) ** 2 < r * r] = rng.integers(0, 255, 3)
-        Image.fromarray(img).save(src / f"{i:03d}.png")
-    pack(str(src), str(root / "shards"), resolution=16, workers=0, progress=False)
-    return str(root / "shards")
+    """32 discs on flat backgrounds, 16x16, packed in 2+ shards (tests/_tiny_run.py)."""
+    return str(make_shards(tmp_path_factory.mktemp("families")))
 
 
 def _rows(run_dir: str) -> list[dict]:

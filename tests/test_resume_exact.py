@@ -25,6 +25,7 @@ from _tiny_run import (
     make_shards,
     max_abs_diff,
     read_metrics,
+    slow_steps_args,
     train_cmd,
     wait_for_lines,
 )
@@ -53,7 +54,9 @@ def _run(cmd: list[str], log: Path) -> None:
 def _run_killed_then_resumed(cmd: list[str], run_dir: Path, kill_after: int) -> None:
     log = run_dir.parent / (run_dir.name + ".log")
     with open(log, "ab") as f:
-        proc = subprocess.Popen(cmd, env=env_for_tests(), stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        env = env_for_tests()  # steps slowed down, so that the kill lands before the run ends on a fast machine
+        proc = subprocess.Popen([*cmd, *slow_steps_args(env, 0.3)], env=env, stdout=f, stderr=subprocess.STDOUT,
+                                start_new_session=True)
         try:
             wait_for_lines(run_dir, kill_after, proc)
         finally:
@@ -144,8 +147,9 @@ def test_killed_run_of_every_family_resumes_exactly(shards, tmp_path, family, wo
     print(f"killing after {kill_after} of {len(ref_rows)} ticks")
     log = tmp_path / "killed.log"
     with open(log, "ab") as f:
-        proc = subprocess.Popen(args(run_dir), env=env_for_tests(), stdout=f, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        env = env_for_tests()  # steps slowed down, so that the kill lands before the run ends on a fast machine
+        proc = subprocess.Popen([*args(run_dir), *slow_steps_args(env, 0.3)], env=env, stdout=f,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_for_lines(run_dir, kill_after, proc)
         finally:

@@ -29,7 +29,7 @@ from _slurm import (
     stop_munge,
     tail_logs,
 )
-from _tiny_run import TINY, assert_continuous, env_for_tests, make_shards, read_metrics
+from _tiny_run import TINY, assert_continuous, env_for_tests, make_shards, read_metrics, slow_steps_args
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
@@ -138,10 +138,12 @@ def test_sbatch_requeue_on_usr1_resumes_in_same_run_dir(slurm, shards, tmp_path)
     env = dict(env_for_tests(), **slurm.env)
     env.update(SGTRAIN_ACCELERATOR="cpu", SGTRAIN_TRAIN=str(Path(sys.executable).with_name("sgtrain-train")))
     env["RUN_DIR"] = str(run_dir)
+    slow = slow_steps_args(env, 1.0)  # the signal must land before the 12 steps end, however fast the machine
     out = _sh(
         ["sbatch", "--parsable", "--ntasks-per-node=2", "--cpus-per-task=1", "--gpus-per-node=0",
          f"--output={tmp_path}/slurm-%j.out", "--chdir", str(tmp_path),
-         str(REPO / "scripts" / "slurm" / "train.sbatch"), *TINY, f"dataset.path={shards}", f"train.kimg={KIMG}"],
+         str(REPO / "scripts" / "slurm" / "train.sbatch"), *TINY, f"dataset.path={shards}", f"train.kimg={KIMG}",
+         *slow],
         env=env,
     )  # fmt: skip
     job = out.strip().split(";")[0]
@@ -168,6 +170,7 @@ def test_hydra_submitit_launcher_requeue_resumes(slurm, shards, tmp_path):
         *TINY, f"dataset.path={shards}", f"train.kimg={KIMG}", f"run.dir={sweep_dir}", "loss.r1_gamma=1",
     ]  # fmt: skip
     env = dict(env_for_tests(), **slurm.env)
+    cmd += slow_steps_args(env, 1.0)  # the requeue must land before the 12 steps end, however fast the machine
     log = open(tmp_path / "launcher.log", "wb")
     launcher = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:

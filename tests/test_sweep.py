@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _tiny_run import TINY, assert_continuous, env_for_tests, make_shards, read_metrics, train_cmd
+from _tiny_run import TINY, assert_continuous, env_for_tests, make_shards, read_metrics, slow_steps_args, train_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,9 @@ def test_sweep_runs_each_job_once_and_rerun_skips_or_resumes(shards, tmp_path):
 
     # first start: job 0 finishes, job 1 is killed after its first checkpoint (step 2 of 8)
     with open(tmp_path / "first.log", "wb") as f:
-        proc = subprocess.Popen(cmd, env=env_for_tests(), stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        env = env_for_tests()  # steps slowed down: the kill must land inside job 1 however fast the machine
+        proc = subprocess.Popen([*cmd, *slow_steps_args(env, 0.3)], env=env, stdout=f, stderr=subprocess.STDOUT,
+                                start_new_session=True)
         try:
             t0 = time.time()
             while True:

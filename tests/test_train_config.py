@@ -159,3 +159,16 @@ def test_cli_bad_configs_fail_fast(shards16, tmp_path):
     rc, out, sec = _cli(["model=stylegan2_small", "model.resolution=64", f"dataset.path={shards16}"], str(tmp_path))
     assert rc == 2 and "model.resolution=64" in out and sec < 60, out
     assert not os.path.exists(tmp_path / "runs"), "nothing may be written for a bad config"
+
+
+def test_extra_callbacks_are_built_or_refused_by_name():
+    """trainer.callbacks: Hydra nodes of Lightning callbacks; a bad entry fails before anything runs, named."""
+    from sgtrain.training.run import _extra_callbacks
+
+    cfg = compose(["trainer.callbacks=[{_target_:lightning.pytorch.callbacks.LearningRateMonitor}]"])
+    (cb,) = _extra_callbacks(cfg.trainer.callbacks)
+    assert type(cb).__name__ == "LearningRateMonitor"
+    with pytest.raises(ConfigError, match=r"trainer.callbacks\[0\].*needs a _target_"):
+        _extra_callbacks(compose(["trainer.callbacks=[LearningRateMonitor]"]).trainer.callbacks)
+    with pytest.raises(ConfigError, match=r"trainer.callbacks\[0\] \(lightning.NoSuchCallback\) could not be built"):
+        _extra_callbacks(compose(["trainer.callbacks=[{_target_:lightning.NoSuchCallback}]"]).trainer.callbacks)

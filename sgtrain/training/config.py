@@ -108,6 +108,9 @@ class TrainerConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms.
     progress_bar: bool = True  # Show the kimg progress bar.
     benchmark: bool = True  # cudnn.benchmark on CUDA.
+    # Extra Lightning callbacks, each a Hydra node with a _target_, appended after sgtrain's own, e.g.
+    # 'trainer.callbacks=[{_target_:lightning.pytorch.callbacks.LearningRateMonitor}]'.
+    callbacks: list[Any] = field(default_factory=list)
 
 
 @dataclass

@@ -272,6 +272,26 @@ _QUIET = [
 ]
 
 
+def _extra_callbacks(nodes: Any) -> list[Any]:
+    """Instantiate ``trainer.callbacks``: a list of Hydra nodes, each with a ``_target_`` naming a Lightning callback.
+
+    Raises:
+        ConfigError: an entry without ``_target_``, or one that cannot be imported or built (the entry is named).
+    """
+    from hydra.utils import instantiate
+
+    out = []
+    for i, node in enumerate(nodes or []):
+        if not (OmegaConf.is_dict(node) and "_target_" in node):
+            raise ConfigError(f"trainer.callbacks[{i}] = {node!r}: each entry needs a _target_, e.g. "
+                              "'trainer.callbacks=[{_target_:lightning.pytorch.callbacks.LearningRateMonitor}]'")
+        try:
+            out.append(instantiate(node))
+        except Exception as e:  # hydra wraps import and constructor errors
+            raise ConfigError(f"trainer.callbacks[{i}] ({node._target_}) could not be built: {e}") from e
+    return out
+
+
 def _quiet_warnings() -> None:
     for pattern in _QUIET:
         warnings.filterwarnings("ignore", message=pattern)
@@ -294,6 +314,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     t_start = time.time()
     validate_config(cfg)
+    extra_callbacks = _extra_callbacks(cfg.trainer.callbacks)
     if cfg.train.resume_from:
         changed = transfer_learning_settings(cfg)
         if changed and _is_rank_zero():
@@ -426,6 +447,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks.append(requeue_cb)
     if cfg.trainer.progress_bar:
         callbacks.append(KimgProgressBar())
+    callbacks += extra_callbacks
 
     accelerator = cfg.trainer.accelerator
     ckpt_io = AtomicCheckpointIO()
