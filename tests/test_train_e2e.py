@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from _tiny_run import slow_steps_args
 from PIL import Image
 
 from sgtrain.training.config import compose
@@ -158,7 +159,8 @@ def test_sigkill_and_rerun_continues_kimg(shards, tmp_path):
     run_dir = str(tmp_path / "kill")
     args = TINY + [f"dataset.path={shards}", f"run.dir={run_dir}", "logger=wandb", "train.kimg=0.4",
                    "train.snap_kimg=0.1", "train.swd=false"]
-    p = _cli(args)
+    env = dict(os.environ)  # steps slowed down: the kill must land mid-run however fast the machine
+    p = _cli(args + slow_steps_args(env, 0.1), env=env)
     last = os.path.join(run_dir, "checkpoints", "last.json")
     t0 = time.time()
     while time.time() - t0 < 600:

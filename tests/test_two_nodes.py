@@ -41,6 +41,7 @@ from _tiny_run import (
     make_shards,
     max_abs_diff,
     read_metrics,
+    slow_steps_args,
     train_cmd,
 )
 
@@ -256,10 +257,12 @@ def test_two_node_job_requeued_resumes_exactly(cluster, shards, tmp_path):
     run_dir = tmp_path / "run"
     env = dict(env_for_tests(), SLURM_CONF=str(cluster.conf), SGTRAIN_ACCELERATOR="cpu", RUN_DIR=str(run_dir))
     env["SGTRAIN_TRAIN"] = str(_rank_wrapper(tmp_path / "rank.sh"))
+    slow = slow_steps_args(env, 1.0)  # the signal must land before the 16 steps end, however fast the machine
     out = cluster.client(
         ["sbatch", "--parsable", "--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=1", "--gpus-per-node=0",
          f"--output={tmp_path}/slurm-%j.out", "--chdir", str(tmp_path),
-         str(REPO / "scripts" / "slurm" / "train.sbatch"), *TINY, f"dataset.path={shards}", f"train.kimg={KIMG}"],
+         str(REPO / "scripts" / "slurm" / "train.sbatch"), *TINY, f"dataset.path={shards}", f"train.kimg={KIMG}",
+         *slow],
         env=env,
     )  # fmt: skip
     job = out.strip().split(";")[0]
