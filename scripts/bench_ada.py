@@ -72,7 +72,8 @@ def main() -> None:
     runs = {"none": [], "ada": ["augment=ada", f"augment.ada_kimg={args.ada_kimg}"]}
     for name, extra in runs.items():
         run_dir = out / f"run-{name}"
-        if not (run_dir / "checkpoints" / "last.json").exists():
+        last = run_dir / "checkpoints" / "last.json"
+        if not (last.exists() and json.loads(last.read_text()).get("done")):  # trains, or resumes a killed run
             _train(train, run_dir, args.kimg, [*extra, "train.ckpt_kimg=1"], args.threads)
         rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
         swd_train = _swd(run_dir, train, args.swd_images)

@@ -159,3 +159,17 @@ def test_cli_swd_on_packed_shards(tmp_path, capsys):
     assert math.isfinite(result["SWDx1e3_avg"]) and result["num_images"] == 32
     assert main(args[:-4] + ["--num", "100"]) == 2
     assert "lower --num" in capsys.readouterr().err
+
+
+def test_shard_reals_reach_the_image_count(tmp_path):
+    """--num equal to the image count works although an epoch of the loader drops its last partial batch (100
+    images, batch 64: one epoch gives 64)."""
+    from _tiny_run import make_shards
+
+    from sgtrain.metrics.swd import iter_shard_reals
+
+    shards = make_shards(tmp_path, n=100)
+    batches = list(iter_shard_reals(str(shards), 100, batch_size=64, use_labels=False))
+    assert sum(b[0].shape[0] for b in batches) == 100
+    with pytest.raises(ValueError, match="holds 100; lower --num"):
+        list(iter_shard_reals(str(shards), 101, batch_size=64, use_labels=False))

@@ -14,11 +14,11 @@ from sgtrain.latent.encoder import encode_images, load_encoder, train_encoder
 
 PROG = "sgtrain-encoder"
 
-EPILOG = """examples:
-  sgtrain-encoder train --network runs/emoji --out runs/emoji/encoder --steps 2000
-  sgtrain-encoder train --network runs/emoji --out runs/emoji/encoder --steps 4000     # continues from step 2000
-  sgtrain-encoder encode --network runs/emoji --encoder runs/emoji/encoder --target face.png --outdir out/enc
-  sgtrain-project --network runs/emoji --target face.png --init encoder --encoder runs/emoji/encoder \\
+EPILOG = """examples (RUN: a run directory or a network file, e.g. runs/stylegan_small-smileys):
+  sgtrain-encoder train --network RUN --out RUN/encoder
+  sgtrain-encoder train --network RUN --out RUN/encoder --steps 12000     # continues from step 8000
+  sgtrain-encoder encode --network RUN --encoder RUN/encoder --target face.png --outdir out/enc
+  sgtrain-project --network RUN --target face.png --init encoder --encoder RUN/encoder \\
       --space w+ --loss mse --steps 250 --outdir out/proj
 The encoder learns from the generator's own images (no dataset). Rerunning 'train' with the same --out continues
 from OUT/checkpoint.pt; OUT/encoder.safetensors + OUT/encoder.json is the portable export (docs/latent.md).
@@ -34,7 +34,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _train_args(p: argparse.ArgumentParser) -> None:
     _common(p)
     p.add_argument("--out", required=True, metavar="DIR", help="training folder (checkpoint.pt, encoder.*)")
-    p.add_argument("--steps", type=int, default=2000, help="total steps; a rerun continues up to it (default: 2000)")
+    p.add_argument("--steps", type=int, default=8000, help="total steps; a rerun continues up to it (default: 8000)")
     p.add_argument("--batch", type=int, default=16, help="generated samples per step (default: 16)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, cosine-decayed to 10%% (default: 1e-3)")
     p.add_argument("--image-weight", type=float, default=0.0,

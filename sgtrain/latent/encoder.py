@@ -243,7 +243,7 @@ def train_encoder(
     G: torch.nn.Module,
     out_dir: str | os.PathLike,
     *,
-    steps: int = 2000,
+    steps: int = 8000,
     batch: int = 16,
     lr: float = 1e-3,
     image_weight: float = 0.0,

@@ -478,7 +478,9 @@ def iter_shard_reals(path: str, num: int, batch_size: int = 64, seed: int = 0, n
     """Yield ``(img uint8 [n, C, R, R], c float32 [n, c_dim])`` batches of ``num`` shuffled real images from shards.
 
     Reads through :class:`sgtrain.data.ShardDataModule` (a directory written by ``sgtrain-data pack``, a brace
-    pattern or URLs; see its docs) with its shuffle buffer seeded by ``seed``, no x-flip, on a single process.
+    pattern or URLs; see its docs) with its shuffle buffer seeded by ``seed``, no x-flip, on a single process, as
+    training draws them: an epoch drops its last partial batch, so ``num`` near the image count reads on into the
+    next epoch (an image may then come twice).
 
     Raises:
         FileNotFoundError: no shards or dataset card at ``path``.
@@ -491,14 +493,14 @@ def iter_shard_reals(path: str, num: int, batch_size: int = 64, seed: int = 0, n
     if dm.count < num:
         raise ValueError(f"SWD: asked for {num} images but {path} holds {dm.count}; lower --num to at most {dm.count}")
     got = 0
-    for img, c in dm.train_dataloader(rank=0, world_size=1):
-        img, c = img[: num - got], c[: num - got]
-        got += img.shape[0]
-        yield img, c
-        if got >= num:
-            return
-    if got < num:
-        raise ValueError(f"SWD: the data loader gave only {got} of {num} images from {path}; lower --num")
+    for _ in range(2 + num // max(1, dm.count)):  # an epoch drops its last partial batch: read on into the next
+        for img, c in dm.train_dataloader(rank=0, world_size=1):
+            img, c = img[: num - got], c[: num - got]
+            got += img.shape[0]
+            yield img, c
+            if got >= num:
+                return
+    raise ValueError(f"SWD: the data loader gave only {got} of {num} images from {path}; lower --num")
 
 
 def swd_generator_vs_shards(G: torch.nn.Module, path: str, num: int = 2048, batch_size: int = 32, seed: int = 0,
