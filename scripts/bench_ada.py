@@ -73,7 +73,8 @@ def main() -> None:
     for name, extra in runs.items():
         run_dir = out / f"run-{name}"
         last = run_dir / "checkpoints" / "last.json"
-        if not (last.exists() and json.loads(last.read_text()).get("done")):  # trains, or resumes a killed run
+        meta = json.loads(last.read_text()) if last.exists() else {}
+        if not (meta.get("done") and meta.get("kimg", 0) >= args.kimg):  # trains, resumes, or trains further
             _train(train, run_dir, args.kimg, [*extra, "train.ckpt_kimg=1"], args.threads)
         rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
         swd_train = _swd(run_dir, train, args.swd_images)
