@@ -174,19 +174,30 @@ def test_schedule_keys_on_a_family_without_one_are_refused(shards):
         validate_config(cfg)
 
 
-def test_fine_tuning_starts_from_the_source_network(shards, tmp_path):
+# (family, the first D layer Freeze-D keeps, a D layer that trains, an override that changes the networks' size)
+FINE_TUNE = {
+    "stylegan2": ("b16.fromrgb.weight", "b4.out.weight", "model.channel_max=32"),
+    # the quickstart's family; a source grown to full resolution (lod 0), as a finished run is
+    "stylegan": ("b16.fromrgb.weight", "b4.dense1.weight", "model.fmap_max=32"),
+}
+
+
+@pytest.mark.parametrize("family", list(FINE_TUNE))
+def test_fine_tuning_starts_from_the_source_network(shards, tmp_path, family):
     """train.resume_from with Freeze-D and frozen mapping layers: the first grid shows the source network's images,
     the frozen weights do not move, and a network of another size is refused naming what to change."""
     from sgtrain.io import load_network
     from sgtrain.training.run import train
 
-    base = [*FAMILIES["stylegan2"], *COMMON, f"dataset.path={shards}", "train.snap_kimg=0.016", "train.kimg=0.016"]
+    frozen, trained, other_size = FINE_TUNE[family]
+    base = [*FAMILIES[family], *COMMON, f"dataset.path={shards}", "train.snap_kimg=0.016", "train.kimg=0.016"]
     src = tmp_path / "src"
-    train(compose([*base, f"run.dir={src}"]))
+    grown = ["schedule.lod_initial_resolution=16"] if family == "stylegan" else []
+    train(compose([*base, f"run.dir={src}", *grown]))
     tuned = tmp_path / "tuned"
     out = train(compose([*base, f"run.dir={tuned}", f"train.resume_from={src}", "model.freeze_layers=2",
-                         "train.freeze_mapping=1", "train.kimg=0.032", "train.seed=0"]))
-    assert out["complete"]
+                         "train.freeze_mapping=1", "train.kimg=0.004", "train.seed=0"]))
+    assert out["complete"]  # one iteration: the end's grid, also fakes000000.png, is still the kimg 0 grid
     first = np.asarray(Image.open(tuned / "samples" / "fakes000000.png"), dtype=np.int16)
     source = np.asarray(Image.open(src / "samples" / "fakes000000.png"), dtype=np.int16)
     # the same images up to float rounding (convolution paths may differ by one level in 8-bit)
@@ -196,10 +207,39 @@ def test_fine_tuning_starts_from_the_source_network(shards, tmp_path):
         if name.startswith("mapping.fc0."):
             assert torch.equal(t, b["G"].state_dict()[name]), name
     d_src, d_new = a["D"].state_dict(), b["D"].state_dict()
-    assert torch.equal(d_src["b16.fromrgb.weight"], d_new["b16.fromrgb.weight"])  # Freeze-D: first layers fixed
-    assert not torch.equal(d_src["b4.out.weight"], d_new["b4.out.weight"])  # the rest trains
-    with pytest.raises(ConfigError, match=r"model\.G\.<key>|resolution|channel"):
-        train(compose([*base, f"run.dir={tmp_path / 'bad'}", f"train.resume_from={src}", "model.channel_max=32"]))
+    assert torch.equal(d_src[frozen], d_new[frozen])  # Freeze-D: first layers fixed
+    assert not torch.equal(d_src[trained], d_new[trained])  # the rest trains
+    with pytest.raises(ConfigError, match=r"model\.G\.<key>|resolution|channel|fmap"):
+        train(compose([*base, f"run.dir={tmp_path / 'bad'}", f"train.resume_from={src}", other_size]))
+
+
+def test_fine_tuning_a_progressive_family_starts_at_full_resolution(shards):
+    """train.resume_from on ProGAN/StyleGAN: the grown network trains at full resolution unless train.resume_kimg
+    asks for the growing schedule from that kimg (NVlabs' TF semantics)."""
+    from sgtrain.training.run import transfer_learning_settings
+
+    for family in ("progan", "stylegan"):
+        cfg = compose([*FAMILIES[family], f"dataset.path={shards}", "train.resume_from=x.pkl"])
+        assert cfg.schedule.lod_initial_resolution < 16
+        changed = transfer_learning_settings(cfg)
+        assert cfg.schedule.lod_initial_resolution == 16 and any("lod_initial_resolution=16" in c for c in changed)
+        cfg = compose([*FAMILIES[family], f"dataset.path={shards}", "train.resume_from=x.pkl", "train.resume_kimg=5"])
+        before = cfg.schedule.lod_initial_resolution
+        transfer_learning_settings(cfg)
+        assert cfg.schedule.lod_initial_resolution == before
+
+
+def test_stylegan_freeze_d_counts_layers_from_the_top():
+    """Freeze-D on StyleGAN's D: the first N layers in NVlabs' StyleGAN2 order keep requires_grad off; the file
+    keywords stay NVlabs' when it is off."""
+    from sgtrain.models.stylegan import Discriminator
+
+    D = Discriminator(num_channels=3, resolution=32, fmap_base=64, fmap_max=16, freeze_layers=4)
+    off = {n for n, p in D.named_parameters() if not p.requires_grad}
+    assert off == {f"b32.{layer}.{w}" for layer in ("fromrgb", "conv0", "conv1_down") for w in ("weight", "bias")} | {
+        "b16.fromrgb.weight", "b16.fromrgb.bias", "b16.conv0.weight", "b16.conv0.bias"}, sorted(off)
+    assert D.init_kwargs["freeze_layers"] == 4
+    assert "freeze_layers" not in Discriminator(num_channels=3, resolution=32, fmap_base=64, fmap_max=16).init_kwargs
 
 
 def test_schedule_point_is_kept_for_minibatch_repeats(shards, tmp_path):

@@ -817,11 +817,14 @@ class Discriminator(torch.nn.Module):
         fused_scale: bool | str = "auto",  # Fused downscaling convolutions: True, False, 'auto' (from 128x128 on).
         blur_filter: Sequence[float] | None = (1, 2, 1),  # Low-pass filter before downscaling, None = no blur.
         structure: str = "auto",  # 'fixed' = ignore lod; 'auto', 'linear', 'recursive' = progressive growing.
+        freeze_layers: int = 0,  # Freeze-D (fine-tuning; not an NVlabs TF keyword): leading layers kept fixed.
     ) -> None:
         super().__init__()
         kwargs = dict(locals())  # the constructor's keywords (nothing else is defined yet), for init_kwargs
         kwargs.pop("self")
         kwargs.pop("__class__", None)
+        if not freeze_layers:  # files keep NVlabs' keyword set unless Freeze-D is on
+            kwargs.pop("freeze_layers")
         self.init_kwargs = _to_json_kwargs("Discriminator", kwargs)
         _check_common("Discriminator", resolution, dtype, fused_scale, structure, nonlinearity=nonlinearity)
         self.c_dim = label_size
@@ -844,6 +847,22 @@ class Discriminator(torch.nn.Module):
             label_size=label_size, nonlinearity=nonlinearity, use_wscale=use_wscale,
             mbstd_group_size=mbstd_group_size, mbstd_num_features=mbstd_num_features,
         )
+        self.freeze_layers = int(freeze_layers)
+        for layer in self.layers_in_order()[: self.freeze_layers]:
+            layer.requires_grad_(False)
+
+    def layers_in_order(self) -> list[torch.nn.Module]:
+        """D's layers in the order Freeze-D counts them (Mo et al. 2020, as NVlabs' StyleGAN2 counts them): the top
+        block's ``fromrgb``, ``conv0``, ``conv1_down``, then ``conv0`` and ``conv1_down`` of each lower block (whose
+        ``fromrgb``, read only while that level fades in, goes with its ``conv0``), then ``b4``'s ``conv``,
+        ``dense0``, ``dense1`` (with ``b4.fromrgb``). ``freeze_layers=N`` keeps the first N fixed
+        (``requires_grad`` off; they stay parameters, so state_dict keys are NVlabs')."""
+        out: list[torch.nn.Module] = []
+        for i, res in enumerate(self.block_resolutions):
+            b = getattr(self, f"b{res}")
+            out += [b.fromrgb, b.conv0, b.conv1_down] if i == 0 else [torch.nn.ModuleList([b.fromrgb, b.conv0]),
+                                                                       b.conv1_down]
+        return out + [torch.nn.ModuleList([self.b4.fromrgb, self.b4.conv]), self.b4.dense0, self.b4.dense1]
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None, update_emas: bool = False) -> torch.Tensor:
         """img [N, num_channels, resolution, resolution] in [-1, 1], c [N, label_size] -> logits [N, 1] float32.

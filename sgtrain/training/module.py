@@ -153,6 +153,9 @@ class GANModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["G", "D", "loss", "schedule", "augment_pipe"])
         self.automatic_optimization = False
+        # Freeze-D of a D that keeps frozen layers as parameters (StyleGAN's): those built with requires_grad off
+        self.frozen_D = ({name for name, p in D.named_parameters() if not p.requires_grad}
+                         if getattr(D, "freeze_layers", 0) else set())
         self.G = G.train().requires_grad_(False)
         self.D = D.train().requires_grad_(False)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
@@ -238,17 +241,18 @@ class GANModule(L.LightningModule):
         opts = []
         for module, lr, interval in [(self.G, hp.G_lr, hp.G_reg_interval), (self.D, hp.D_lr, hp.D_reg_interval)]:
             lr, betas = lazy_regularization(lr, tuple(hp.betas), interval)
-            params = [p for n, p in module.named_parameters() if module is not self.G or n not in self.frozen]
+            frozen = self.frozen if module is self.G else self.frozen_D
+            params = [p for n, p in module.named_parameters() if n not in frozen]
             opts.append(torch.optim.Adam(params, lr=lr, betas=betas, eps=hp.eps))
         return opts
 
     def _train_params(self, module: torch.nn.Module) -> None:
-        """Turn gradients on for ``module``'s trainable parameters (the frozen mapping layers stay off)."""
+        """Turn gradients on for ``module``'s trainable parameters (frozen mapping layers and D layers stay off)."""
         module.requires_grad_(True)
-        if module is self.G:
-            for name, p in module.named_parameters():
-                if name in self.frozen:
-                    p.requires_grad_(False)
+        frozen = self.frozen if module is self.G else self.frozen_D
+        for name, p in module.named_parameters():
+            if name in frozen:
+                p.requires_grad_(False)
 
     def phases(self) -> list[tuple[str, torch.nn.Module, int, int]]:
         """NVlabs' phases in the loss's order: (name, module, optimizer index, interval)."""

@@ -156,6 +156,15 @@ def transfer_learning_settings(cfg: DictConfig) -> list[str]:
         if cfg.loss.get("blur_init_sigma"):
             cfg.loss.blur_init_sigma = 0
             changed.append("loss.blur_init_sigma=0")
+        sched = cfg.get("schedule")
+        res = OmegaConf.select(cfg, "model.G.resolution")
+        if (sched is not None and "lod_initial_resolution" in sched and not float(cfg.train.resume_kimg)
+                and res is not None and int(sched.lod_initial_resolution) != int(res)):
+            # a progressive family fine-tunes the grown network at full resolution; NVlabs' TF code would regrow it
+            # from lod_initial_resolution unless resume_kimg is set, which a user passes to continue growing
+            sched.lod_initial_resolution = int(res)
+            changed.append(f"schedule.lod_initial_resolution={int(res)} (full resolution; set train.resume_kimg to "
+                           f"follow the growing schedule from that kimg instead)")
     return changed
 
 
@@ -318,7 +327,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.train.resume_from:
         changed = transfer_learning_settings(cfg)
         if changed and _is_rank_zero():
-            print(f"sgtrain-train: starting from train.resume_from as NVlabs does: {', '.join(changed)}")
+            print("sgtrain-train: starting from train.resume_from, set for fine-tuning (docs/training.md): "
+                  + ", ".join(changed))
     run_dir = resolve_run_dir(cfg)
     world = world_size_of(cfg)
     old_cfg = os.path.join(run_dir, "config.yaml")
