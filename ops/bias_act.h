@@ -5,7 +5,9 @@
 // grad = 2: d  = x * act''(z) * gain * dy * [|yref| < clamp]                  (second derivative)
 // For grad >= 1 the first argument `x` carries the incoming gradient. The derivatives of relu, lrelu, tanh,
 // sigmoid, elu, selu and softplus are written in terms of the saved output yref (act(z) = yref / gain); swish
-// needs the saved input xref. Clamped outputs (|yref| >= clamp) pass no gradient.
+// needs the saved input xref. Clamped outputs (|yref| >= clamp) pass no gradient; clamp is compared as the storage
+// type rounds it (NVlabs' kernel compares with the float clamp, which lets float16 outputs clamped to a clamp that
+// float16 cannot hold pass gradient; for conv_clamp = 256 the two agree).
 #pragma once
 
 #include "sgt_common.h"
@@ -105,7 +107,10 @@ SGT_HD void bias_act_element(const BiasActParams& p, int64_t i) {
     const S xref = p.xref ? S(static_cast<const T*>(p.xref)[i]) : S(0);
     const S yref = p.yref ? S(static_cast<const T*>(p.yref)[i]) : S(0);
     const S dy = p.dy ? S(static_cast<const T*>(p.dy)[i]) : S(1);
-    const S y = bias_act_value<S, A>(p.grad, x, b, xref, yref, dy, S(p.alpha), S(p.gain), S(p.clamp));
+    // The clamp as the storage type holds it: a clamped output is saved as T(clamp) (0.8 is 0.7998 in float16), and
+    // the backward pass must recognise it as clamped. Same as S(p.clamp) for any clamp T holds exactly (256).
+    const S clamp = (p.clamp >= 0) ? S(T(S(p.clamp))) : S(p.clamp);
+    const S y = bias_act_value<S, A>(p.grad, x, b, xref, yref, dy, S(p.alpha), S(p.gain), clamp);
     static_cast<T*>(p.y)[i] = T(y);
 }
 

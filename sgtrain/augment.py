@@ -371,7 +371,7 @@ class AugmentPipe(nn.Module):
         margin = margin.min(torch.tensor([w - 1, h - 1] * 2, dtype=torch.float32, device=dev))
         mx0, my0, mx1, my1 = margin.ceil().to(torch.int32).tolist()
         images = F.pad(images, [mx0, mx1, my0, my1], mode="reflect")
-        G_inv = _translate2d((mx0 - mx1) / 2, (my0 - my1) / 2) @ G_inv
+        G_inv = _translate2d((mx0 - mx1) / 2, (my0 - my1) / 2, device=dev) @ G_inv
 
         # Upsample 2x with the orthogonal low-pass, move the map to the upsampled pixel grid.
         images = upsample2d(images, self.Hz_geom, up=2)

@@ -345,3 +345,35 @@ def test_controller_averages_over_ranks(tmp_path):
     assert res[0]["p"] == res[1]["p"] == expected
     for k in ("signs", "r_t", "p"):
         assert torch.equal(res[0]["state"][k], res[1]["state"][k])
+
+
+class _FactoryCallsWithoutDevice(torch.overrides.TorchFunctionMode):
+    """Records calls of tensor factories that name no device (such a tensor lands on the CPU whatever the images)."""
+
+    FACTORIES = {torch.tensor, torch.as_tensor, torch.full, torch.zeros, torch.ones, torch.empty, torch.eye,
+                 torch.arange, torch.linspace, torch.rand, torch.randn, torch.randint, torch.normal}
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.FACTORIES and kwargs.get("device") is None:
+            self.calls.append(func.__name__)
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["bgcfnc"])
+def test_every_tensor_follows_the_images_device(name):
+    """The pipe makes its matrices, constants and random draws on the images' device: on a GPU one translation
+    matrix was made on the CPU and the first ADA step failed. Without a GPU this watches every tensor factory the
+    forward pass calls for one that names no device."""
+    pipe = augment_pipe(name)
+    pipe.p.fill_(1.0)
+    img = torch.rand(4, 3, 32, 32) * 2 - 1
+    torch.manual_seed(0)
+    with _FactoryCallsWithoutDevice() as mode:
+        out = pipe(img)
+    assert mode.calls == [], f"tensor factories without device=: {mode.calls}"
+    assert out.shape == img.shape and torch.isfinite(out).all()
