@@ -213,3 +213,28 @@ def test_conditional_run_with_gradient_accumulation(tmp_path):
     assert net["G_ema"].c_dim == 2 and net["D"].c_dim == 2
     recs = _metrics(run_dir)
     assert [r["nimg"] for r in recs] == [4, 8] and all(np.isfinite(r["Loss/D/loss"]) for r in recs)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_job_saves_with_loader_workers(shards, tmp_path):
+    """SLURM's time limit and scancel, and `timeout`, signal every process of the job, the loader workers too. The
+    workers must not die of it (the run then failed at its next batch with "DataLoader worker ... killed by signal"
+    and saved nothing): the run checkpoints at the step the signal reached and exits 128 + SIGTERM."""
+    run_dir = str(tmp_path / "group")
+    args = TINY + [f"dataset.path={shards}", f"run.dir={run_dir}", "logger=none", "train.kimg=0.4",
+                   "train.snap_kimg=1", "train.swd=false", "dataset.num_workers=2"]
+    env = dict(os.environ)
+    p = _cli(args + slow_steps_args(env, 0.1), env=env, start_new_session=True)
+    last = os.path.join(run_dir, "checkpoints", "last.json")
+    t0 = time.time()
+    while not (os.path.exists(last) and json.load(open(last))["cur_nimg"] >= 16):
+        assert p.poll() is None, p.stdout.read()[-3000:]
+        assert time.time() - t0 < 600
+        time.sleep(0.2)
+    before = json.load(open(last))["cur_nimg"]
+    os.killpg(p.pid, signal.SIGTERM)  # the training process and its two loader workers
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 128 + signal.SIGTERM, out[-3000:]
+    assert "checkpoint saved" in out and "killed by signal" not in out, out[-3000:]
+    meta = json.load(open(last))
+    assert not meta["done"] and meta["cur_nimg"] >= before

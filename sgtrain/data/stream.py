@@ -470,6 +470,26 @@ class ShardStream(torch.utils.data.IterableDataset):
             yield torch.from_numpy(img), torch.from_numpy(c)
 
 
+#: Signals the training process handles (checkpoint and stop, checkpoint and requeue: sgtrain.training.cluster).
+STOP_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
+
+
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """``worker_init_fn`` of the loader workers: ignore SIGTERM, SIGUSR1 and SIGUSR2.
+
+    SLURM (time limit, ``scancel``, ``--signal`` without ``B:``), ``timeout`` and ``kill -TERM -<pgid>`` signal every
+    process of the job, the loader workers too. A worker ended by the signal makes the training process fail at its
+    next batch ("DataLoader worker ... is killed by signal: Terminated") before it can save; ignoring the signals
+    leaves the decision to the training process, which checkpoints at the next step and then stops the workers.
+    Workers still end with their parent (torch's watchdog) and on SIGKILL.
+    """
+    import signal
+
+    for name in STOP_SIGNALS:
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
 class _EpochLoader(torch.utils.data.DataLoader):
     """DataLoader that tells its ShardStream the epoch number before each iteration."""
 
@@ -477,6 +497,8 @@ class _EpochLoader(torch.utils.data.DataLoader):
         # iter() of a DataLoader draws its base seed from `generator`, or else from the global torch RNG: a new
         # epoch must not shift the training's random streams (a run resumed at an epoch end would diverge)
         kwargs.setdefault("generator", torch.Generator().manual_seed(0))
+        if kwargs.get("num_workers", 0) > 0:
+            kwargs.setdefault("worker_init_fn", ignore_stop_signals)
         super().__init__(dataset, batch_size=None, **kwargs)
         self.next_epoch = int(start_epoch)
         self.current_epoch: int | None = None  # the epoch being iterated; None before the first iter()
