@@ -42,6 +42,25 @@ run() {
   return $rc
 }
 
+# run_until NAME SECONDS REGEX CMD...: like run, in its own process group, stopped as soon as its log matches REGEX
+# (the last tick: NVlabs' train.py once took its whole limit after its last tick and starved the next step)
+run_until() {
+  local name=$1 limit=$2 pat=$3; shift 3
+  local avail=$(( $(left) - ${RESERVE:-80} ))
+  (( limit > avail )) && limit=$avail
+  if (( limit < 10 )); then echo "skip $name: no time left"; return 99; fi
+  step "$name (limit $limit s, until /$pat/)"
+  setsid "$@" > "$LOGS/$name.log" 2>&1 &
+  local pid=$! t=0
+  while kill -0 $pid 2>/dev/null && (( t < limit )); do
+    grep -Eq "$pat" "$LOGS/$name.log" && break
+    sleep 1; t=$((t + 1))
+  done
+  kill -TERM -- -$pid 2>/dev/null; sleep 2; kill -KILL -- -$pid 2>/dev/null; wait $pid 2>/dev/null
+  tail -n 25 "$LOGS/$name.log"
+  echo "--- $name: stopped after $t s (at $(el) s)"
+}
+
 step "machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | head -3
 $PY -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))"
@@ -128,14 +147,14 @@ NV_ARGS=(--outdir=/tmp/nv --data=/tmp/d256/png --gpus=1 --batch=64 --gamma=1 --c
          --map-depth=8 --glr=0.0025 --dlr=0.0025 --aug=noaug --metrics=none --snap=1000 --tick=1 --workers=3)
 SG_ARGS=(dataset.path=/tmp/d256/shards train.batch=64 train.batch_gpu=64 train.tick_kimg=1 train.snap_kimg=1000
          train.ckpt_kimg=1000 train.swd=false logger=none trainer.progress_bar=false run.print_config=false)
-run nvlabs-sg2 110 env -C "$NVLABS" PYTHONPATH="$PWD/.devref/shim:$PWD/$NVLABS" $PY train.py --cfg=stylegan2 --kimg=6 "${NV_ARGS[@]}"
-run sgtrain-sg2 110 "${TRAIN[@]}" experiment=paper256 train.kimg=6 run.dir=/tmp/sg256 "${SG_ARGS[@]}"
+run_until nvlabs-sg2 110 "kimg +6\.0 " env -C "$NVLABS" PYTHONPATH="$PWD/.devref/shim:$PWD/$NVLABS" $PY train.py --cfg=stylegan2 --kimg=6 "${NV_ARGS[@]}"
+run_until sgtrain-sg2 110 "kimg +6\.0 " "${TRAIN[@]}" experiment=paper256 train.kimg=6 run.dir=/tmp/sg256 "${SG_ARGS[@]}"
 cp /tmp/sg256/metrics.jsonl "$LOGS/sgtrain-sg2.metrics.jsonl" 2>/dev/null
 if (( $(left) > 250 )) && grep -q "built: True" "$LOGS/build-nvlabs-flrelu.log"; then  # StyleGAN3-T at NVlabs' defaults (cbase 32768, 2 mapping layers), gamma 2, batch 64
-  run nvlabs-sg3t 80 env -C "$NVLABS" PYTHONPATH="$PWD/.devref/shim:$PWD/$NVLABS" $PY train.py --cfg=stylegan3-t \
+  run_until nvlabs-sg3t 80 "kimg +3\.0 " env -C "$NVLABS" PYTHONPATH="$PWD/.devref/shim:$PWD/$NVLABS" $PY train.py --cfg=stylegan3-t \
     --outdir=/tmp/nv3 --data=/tmp/d256/png --gpus=1 --batch=64 --gamma=2 --aug=noaug --metrics=none --snap=1000 \
     --tick=1 --workers=3 --kimg=3
-  run sgtrain-sg3t 80 "${TRAIN[@]}" model=stylegan3_t loss.r1_gamma=2 train.kimg=3 run.dir=/tmp/sg3t "${SG_ARGS[@]}"
+  run_until sgtrain-sg3t 80 "kimg +3\.0 " "${TRAIN[@]}" model=stylegan3_t loss.r1_gamma=2 train.kimg=3 run.dir=/tmp/sg3t "${SG_ARGS[@]}"
   cp /tmp/sg3t/metrics.jsonl "$LOGS/sgtrain-sg3t.metrics.jsonl" 2>/dev/null
 fi
 
