@@ -6,7 +6,8 @@ both at --resolution; trains model=stylegan2_small on the 1,000 twice with the s
 augment=none and once with augment=ada (target 0.6; --ada-kimg sets how fast p may move), and prints for each run:
 the ADA statistic r_t = E[sign(D(reals))] per tick (how sure D is of the training images; near 1 = memorised),
 the augmentation probability p, and the sliced Wasserstein distance of G_ema's images to the training images and to
-the held-out images. Overfitting shows as r_t near 1 and a growing gap between the two SWDs.
+the held-out images, and D's scores of training against held-out images (scripts/ada_overfit.py). Overfitting shows as
+r_t near 1, D ranking training images above held-out ones, and a growing gap between the two SWDs.
 
     python scripts/bench_ada.py --out /tmp/ada --kimg 12 --resolution 32 --ada-kimg 20
 """
@@ -20,6 +21,11 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ada_overfit import measure, snapshots  # noqa: E402
 
 
 def _split(out: Path, resolution: int) -> tuple[Path, Path]:
@@ -84,6 +90,11 @@ def main() -> None:
         if name == "ada":
             print("  p per tick: " + " ".join(f"{r.get('augment_p', 0):.3f}" for r in rows))
         print(f"  SWD x1e3 to the training images {swd_train:.2f}, to held-out images {swd_held:.2f}")
+        snaps = snapshots(run_dir)
+        if snaps:  # D's memorisation (ADA paper fig. 1): its scores of training vs held-out images
+            m = measure(snaps[-1][1], str(train), str(held), args.swd_images, swd=False, device=torch.device("cpu"))
+            print(f"  D at {snaps[-1][0]:g} kimg: mean logit training {m['D_train']:.3f}, held-out {m['D_held']:.3f}, "
+                  f"P(D ranks a training image above a held-out one) {m['auc']:.3f} (0.5: no memorisation)")
 
 
 if __name__ == "__main__":
