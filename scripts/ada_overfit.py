@@ -7,7 +7,7 @@ For each ``network-snapshot-<kimg>.safetensors`` of each run directory given, th
 
 - D's mean raw logit on ``--num`` training images and on ``--num`` held-out images, and their gap;
 - ``auc``: the probability that D scores a random training image above a random held-out one (0.5 = D cannot tell
-  them apart, 1 = memorised);
+  them apart, 1 = memorised), with its standard error (Hanley and McNeil 1982);
 - with ``--swd``: the sliced Wasserstein distance (x1e3) of G_ema's images to the training and to the held-out images.
 
 Both image sets are packed shards (``sgtrain-data pack``); ``scripts/bench_ada.py`` makes the 1,000 / 2,000 emoji
@@ -44,6 +44,12 @@ def auc(pos: torch.Tensor, neg: torch.Tensor) -> float:
     return float((diff > 0).float().mean() + 0.5 * (diff == 0).float().mean())
 
 
+def auc_se(a: float, n1: int, n2: int) -> float:
+    """Standard error of an AUC ``a`` from ``n1`` and ``n2`` scores (Hanley and McNeil 1982, eq. 2)."""
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    return float(((a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a)) / (n1 * n2)) ** 0.5)
+
+
 def snapshots(run: Path) -> list[tuple[float, Path]]:
     """``(kimg, path)`` of the run's ``network-snapshot-<kimg>.safetensors`` files, by kimg."""
     found = []
@@ -64,6 +70,7 @@ def measure(path: Path, train: str, held: str, num: int, swd: bool, device: torc
     tr, he = d_logits(net["D"], train, num, device), d_logits(net["D"], held, num, device)
     row = {"D_train": float(tr.mean()), "D_held": float(he.mean()), "D_gap": float(tr.mean() - he.mean()),
            "auc": auc(tr, he)}
+    row["auc_se"] = auc_se(row["auc"], len(tr), len(he))
     if swd:
         from sgtrain.metrics.swd import swd_generator_vs_shards
 
@@ -85,14 +92,14 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device(args.device)
     rows = []
-    print(f"{'run':>12s} {'kimg':>6s} {'D(train)':>9s} {'D(held)':>8s} {'gap':>6s} {'auc':>6s}"
+    print(f"{'run':>12s} {'kimg':>6s} {'D(train)':>9s} {'D(held)':>8s} {'gap':>6s} {'auc':>6s} {'+-':>5s}"
           + ("  SWD train  SWD held" if args.swd else ""))
     for run in map(Path, args.runs):
         for kimg, f in snapshots(run):
             row = {"run": str(run), "kimg": kimg, **measure(f, args.train, args.held, args.num, args.swd, device)}
             rows.append(row)
             line = (f"{run.name:>12s} {kimg:6g} {row['D_train']:9.3f} {row['D_held']:8.3f} {row['D_gap']:6.3f} "
-                    f"{row['auc']:6.3f}")
+                    f"{row['auc']:6.3f} {row['auc_se']:5.3f}")
             if args.swd:
                 line += f"  {row['swd_train']:9.2f} {row['swd_held']:9.2f}"
             print(line, flush=True)
