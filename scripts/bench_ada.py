@@ -10,6 +10,8 @@ the held-out images, and D's scores of training against held-out images (scripts
 r_t near 1, D ranking training images above held-out ones, and a growing gap between the two SWDs.
 
     python scripts/bench_ada.py --out /tmp/ada --kimg 12 --resolution 32 --ada-kimg 20
+    python scripts/bench_ada.py --out /tmp/ada --kimg 240 --resolution 32 --ada-kimg 20 --snap-kimg 20  # further
+    python scripts/ada_overfit.py --train /tmp/ada/train --held /tmp/ada/heldout --swd /tmp/ada/run-*
 """
 
 from __future__ import annotations
@@ -48,10 +50,10 @@ def _split(out: Path, resolution: int) -> tuple[Path, Path]:
     return train, held
 
 
-def _train(data: Path, run_dir: Path, kimg: float, extra: list[str], threads: int) -> None:
+def _train(data: Path, run_dir: Path, kimg: float, snap_kimg: float, extra: list[str], threads: int) -> None:
     exe = Path(sys.executable).with_name("sgtrain-train")
     cmd = [str(exe), "experiment=quickstart_stylegan2", f"dataset.path={data}", f"run.dir={run_dir}",
-           f"train.kimg={kimg}", "train.tick_kimg=1", f"train.snap_kimg={kimg}", "train.swd=false", "logger=none",
+           f"train.kimg={kimg}", "train.tick_kimg=1", f"train.snap_kimg={snap_kimg}", "train.swd=false", "logger=none",
            "trainer.progress_bar=false", "run.print_config=false", f"trainer.threads={threads}", *extra]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
 
@@ -69,6 +71,9 @@ def main() -> None:
     p.add_argument("--kimg", type=float, default=12)
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--ada-kimg", type=float, default=20, help="augment.ada_kimg (NVlabs 500; small for short runs)")
+    p.add_argument("--snap-kimg", type=float, default=None,
+                   help="network snapshot every this many kimg (default: at the end only); scripts/ada_overfit.py "
+                        "measures every snapshot")
     p.add_argument("--swd-images", type=int, default=1000)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
@@ -81,7 +86,7 @@ def main() -> None:
         last = run_dir / "checkpoints" / "last.json"
         meta = json.loads(last.read_text()) if last.exists() else {}
         if not (meta.get("done") and meta.get("kimg", 0) >= args.kimg):  # trains, resumes, or trains further
-            _train(train, run_dir, args.kimg, [*extra, "train.ckpt_kimg=1"], args.threads)
+            _train(train, run_dir, args.kimg, args.snap_kimg or args.kimg, [*extra, "train.ckpt_kimg=1"], args.threads)
         rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
         swd_train = _swd(run_dir, train, args.swd_images)
         swd_held = _swd(run_dir, held, args.swd_images)
