@@ -29,6 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ada_overfit import measure, snapshots  # noqa: E402
 
+from sgtrain.training.callbacks import read_jsonl  # noqa: E402
+
 
 def _split(out: Path, resolution: int) -> tuple[Path, Path]:
     from sgtrain.data.emoji import find_font, render_glyphs
@@ -87,7 +89,7 @@ def main() -> None:
         meta = json.loads(last.read_text()) if last.exists() else {}
         if not (meta.get("done") and meta.get("kimg", 0) >= args.kimg):  # trains, resumes, or trains further
             _train(train, run_dir, args.kimg, args.snap_kimg or args.kimg, [*extra, "train.ckpt_kimg=1"], args.threads)
-        rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+        rows = read_jsonl(run_dir / "metrics.jsonl")
         swd_train = _swd(run_dir, train, args.swd_images)
         swd_held = _swd(run_dir, held, args.swd_images)
         print(f"augment={name}: kimg {rows[-1]['kimg']:g}, {rows[-1]['sec_per_kimg']:.0f} s/kimg")

@@ -16,7 +16,6 @@ independent of the tick length, so it carries over to ticks of 1 kimg.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from sgtrain.training.callbacks import read_jsonl
 
 
 def _shards(root: Path, res: int = 256, n: int = 32) -> Path:
@@ -49,7 +50,7 @@ def _run(shards: Path, run_dir: Path, ticks: int, tick_images: int, ckpt_kimg: f
            "train.snap_kimg=1000", "train.swd=false", "train.grid=[1,1]", "trainer=cpu", f"trainer.threads={threads}",
            "trainer.progress_bar=false", "run.print_config=false", "dataset.num_workers=0"]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
-    rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+    rows = read_jsonl(run_dir / "metrics.jsonl")
     secs = [r["sec_per_tick"] for r in rows[1:]]
     return {"median_sec_per_tick": statistics.median(secs), "ticks": len(rows),
             "ckpt_mb": os.path.getsize(run_dir / "checkpoints" / "last.ckpt") / 2**20}

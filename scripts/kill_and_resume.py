@@ -14,7 +14,6 @@ Exit status 0 when the rerun finished and the lines are continuous, 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -24,16 +23,9 @@ from pathlib import Path
 
 
 def _rows(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return out
+    from sgtrain.training.callbacks import read_jsonl
+
+    return read_jsonl(run_dir / "metrics.jsonl")
 
 
 def _hit(rows: list[dict], when: str) -> bool:

@@ -129,7 +129,7 @@ def slurm_conf(
         cpus: CPUs per node (default: this machine's count).
         extra: more lines.
 
-    What matters on a Debian 12 test machine (see /work/shared/notes/local-slurm.md): munge authentication, no
+    What matters on a Debian 12 test machine (a single-host SLURM, no site configuration): munge authentication, no
     cgroups (proctrack/linuxproc, task/none; no cgroup.conf), no accounting, ``MpiDefault=none``.
     """
     names = [n.split()[0] for n in nodes]

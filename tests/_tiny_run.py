@@ -6,7 +6,6 @@ checkpoint) per training step, deterministic kernels, one thread per process.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -107,16 +106,9 @@ def env_for_tests() -> dict[str, str]:
 
 def read_metrics(run_dir: Path) -> list[dict]:
     """The lines of ``run_dir/metrics.jsonl`` (cut lines skipped)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return out
+    from sgtrain.training.callbacks import read_jsonl
+
+    return read_jsonl(Path(run_dir) / "metrics.jsonl")
 
 
 def wait_for_lines(run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = 600) -> None:

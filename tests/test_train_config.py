@@ -172,3 +172,12 @@ def test_extra_callbacks_are_built_or_refused_by_name():
         _extra_callbacks(compose(["trainer.callbacks=[LearningRateMonitor]"]).trainer.callbacks)
     with pytest.raises(ConfigError, match=r"trainer.callbacks\[0\] \(lightning.NoSuchCallback\) could not be built"):
         _extra_callbacks(compose(["trainer.callbacks=[{_target_:lightning.NoSuchCallback}]"]).trainer.callbacks)
+
+
+def test_read_jsonl_skips_a_line_cut_by_a_kill(tmp_path):
+    from sgtrain.training.callbacks import read_jsonl
+
+    path = tmp_path / "metrics.jsonl"
+    assert read_jsonl(path) == []
+    path.write_text('{"tick": 0, "kimg": 0.0}\n{"tick": 1, "kimg": 1.0}\n{"tick": 2, "ki')
+    assert [r["tick"] for r in read_jsonl(path)] == [0, 1]

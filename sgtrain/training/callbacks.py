@@ -60,6 +60,23 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file (``metrics.jsonl``, ``metric-<name>.jsonl``) in order; [] if it is missing.
+
+    A line cut by a kill (not valid JSON) is skipped, so a killed run's files can always be read.
+    """
+    if not os.path.exists(path):
+        return []
+    out = []
+    with open(path) as f:
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoint IO that writes ``path.tmp-<pid>``, fsyncs it and renames it over ``path``.
 
@@ -155,15 +172,8 @@ class MetricsJSONL(Callback):
         self.start_time = time.time()
         if trainer.global_rank != 0 or not os.path.exists(self.path):
             return
-        keep = []
-        with open(self.path) as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a kill
-                if int(rec.get("nimg", round(rec.get("kimg", 0) * 1000))) <= pl_module.cur_nimg:
-                    keep.append(json.dumps(rec))
+        keep = [json.dumps(rec) for rec in read_jsonl(self.path)  # lines cut by a kill are dropped
+                if int(rec.get("nimg", round(rec.get("kimg", 0) * 1000))) <= pl_module.cur_nimg]
         atomic_write_bytes(self.path, ("\n".join(keep) + "\n" if keep else "").encode())
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: GANModule, *args: Any) -> None:
@@ -463,17 +473,10 @@ class QualityMetrics(Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: GANModule) -> None:
         for name in self.names:  # the best values of the run so far (a resumed run)
-            path = os.path.join(self.run_dir, f"metric-{name}.jsonl")
-            if os.path.exists(path):
-                with open(path) as f:
-                    for line in f:
-                        try:
-                            rec = json.loads(line)
-                        except json.JSONDecodeError:
-                            continue
-                        if rec.get("snapshot_kimg", 0) <= pl_module.kimg:
-                            for k, v in rec.get("results", {}).items():
-                                self._remember(k, float(v))
+            for rec in read_jsonl(os.path.join(self.run_dir, f"metric-{name}.jsonl")):
+                if rec.get("snapshot_kimg", 0) <= pl_module.kimg:
+                    for k, v in rec.get("results", {}).items():
+                        self._remember(k, float(v))
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: GANModule, *args: Any) -> None:
         ev = pl_module.tick_event
