@@ -48,8 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from sgtrain.losses import StyleGAN2Loss
     from sgtrain.models.stylegan2 import Discriminator, Generator
+    from sgtrain.models.stylegan2.loss import StyleGAN2Loss
     from sgtrain.ops import conv2d_gradfix
 
     if args.threads:
@@ -84,9 +84,9 @@ def main(argv: list[str] | None = None) -> None:
             saved_nwg = conv2d_gradfix.no_weight_gradients
             conv2d_gradfix.no_weight_gradients = lambda disable=True: contextlib.nullcontext()
             patch.callback(setattr, conv2d_gradfix, "no_weight_gradients", saved_nwg)
-        import sgtrain.losses as losses
+        import sgtrain.core.regularizers as regularizers
 
-        losses._fused_no_weight_gradients.cache_clear()
+        regularizers._fused_no_weight_gradients.cache_clear()
         loss = StyleGAN2Loss(G, D, r1_gamma=1, pl_weight=2, pl_batch_shrink=2, style_mixing_prob=0,
                              pl_no_weight_grad=nwg)  # fmt: skip
         module = G if phase.startswith("G") else D
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
             sync()
             dt, dc = time.perf_counter() - t0, time.process_time() - c0
             module.requires_grad_(False)
-        losses._fused_no_weight_gradients.cache_clear()
+        regularizers._fused_no_weight_gradients.cache_clear()
         return dt / count, dc / count
 
     modes = ("torch", "gradfix", "gradfix+nwg")

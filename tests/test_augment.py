@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sgtrain.augment import AUGPIPE_SPECS, AdaController, AugmentPipe, augment_pipe
+from sgtrain.core.augment import AUGPIPE_SPECS, AdaController, AugmentPipe, augment_pipe
 
 FIXTURES = Path(__file__).parent / "fixtures" / "augment"
 META = json.loads((FIXTURES / "cases.json").read_text())

@@ -11,8 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sgtrain.losses import StyleGAN2Loss, r1_penalty
+from sgtrain.core.regularizers import r1_penalty
 from sgtrain.models.stylegan2 import Discriminator, Generator
+from sgtrain.models.stylegan2.loss import StyleGAN2Loss
 from sgtrain.ops import conv2d_gradfix as gf
 
 RES = 8
@@ -169,7 +170,8 @@ def test_r1_phase_identical_with_and_without_the_switch(batch, monkeypatch):
     out = {}
     for flag in (False, True):
         monkeypatch.setattr(
-            "sgtrain.losses.r1_penalty", lambda img, logits, _flag=flag: r1_penalty(img, logits, no_weight_grad=_flag)
+            "sgtrain.models.stylegan2.loss.r1_penalty",
+            lambda img, logits, _flag=flag: r1_penalty(img, logits, no_weight_grad=_flag),
         )
         G, D = _nets()
         loss = StyleGAN2Loss(G, D, r1_gamma=10)

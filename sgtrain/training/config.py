@@ -31,8 +31,10 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from sgtrain.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A training configuration that cannot run; the message names the key and the fix."""
 
 
@@ -269,19 +271,13 @@ _TYPED_GROUPS = {"dataset": DatasetConfig, "train": TrainConfig, "run": RunConfi
 _MODEL_KEYS = ("name", "resolution", "G", "D")
 
 
-#: Keys of earlier sgtrain versions (StyleGAN2 only) and where they live now.
+#: Keys of earlier sgtrain versions and where they live now (with each family's own, ``Family.moved_keys``).
 MOVED_KEYS = {
-    "train.gamma": "loss.r1_gamma",
-    "train.style_mixing_prob": "loss.style_mixing_prob (StyleGAN2/3) or model.G.style_mixing_prob (StyleGAN)",
-    "train.pl_weight": "loss.pl_weight",
-    "train.pl_batch_shrink": "loss.pl_batch_shrink",
-    "train.pl_decay": "loss.pl_decay",
-    "train.pl_no_weight_grad": "loss.pl_no_weight_grad",
     "model.G_kwargs": "model.G.<keyword>",
     "model.D_kwargs": "model.D.<keyword>",
     "model.G_architecture": "model.G.architecture",
     "model.D_architecture": "model.D.architecture",
-    "model.arch": "model=<family> (progan, stylegan, stylegan2, stylegan3_t, stylegan3_r, dcgan)",
+    "model.arch": "model=<family> (the files of conf/model/)",
     "seed": "train.seed",
 }
 
@@ -290,7 +286,10 @@ def unknown_key_error(key: str, candidates: list[str], why: str, added: bool = T
     """A ConfigError for an unknown ``key`` that names the nearest of ``candidates`` when one is close (or where a
     key of an earlier version moved, :data:`MOVED_KEYS`); ``added``: the key got into the config with ``+``/``++``
     (the message says why that is refused too)."""
-    moved = next((new for old, new in MOVED_KEYS.items() if key == old or key.startswith(old + ".")), None)
+    from sgtrain.models.family import registered
+
+    table = {**MOVED_KEYS, **{k: v for f in registered().values() for k, v in f.moved_keys.items()}}
+    moved = next((new for old, new in table.items() if key == old or key.startswith(old + ".")), None)
     if moved:
         return ConfigError(f"unknown key {key}: it moved to {moved}")
     near = difflib.get_close_matches(key, [c for c in candidates if c != key], n=1, cutoff=0.6)
@@ -405,9 +404,11 @@ def check_keys(cfg: DictConfig) -> None:
         if cfg.get(group) is not None:
             _check_target_nodes(cfg[group], group)
     if cfg.get("schedule") is not None and "_target_" not in cfg.schedule:
+        from sgtrain.models.family import registered
+
+        progressive = ", ".join(f.name for f in registered().values() if f.progressive)
         raise ConfigError(f"schedule: {sorted(cfg.schedule)} given, but model={cfg.model.get('name')} trains without "
-                          "a progressive schedule (schedule: null); progressive families are model=progan and "
-                          "model=stylegan")
+                          f"a progressive schedule (schedule: null); progressive families: {progressive}")
     text = OmegaConf.to_yaml(cfg, resolve=False)
     net_keys = [f"model.{n}.{k}" for n in ("G", "D") if isinstance(cfg.model.get(n), DictConfig) for k in cfg.model[n]]
     for key in cfg.model:
@@ -565,7 +566,7 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
         )
     check_keys(cfg)
     card = read_card(cfg.dataset.path)
-    from sgtrain.data.card import check_labels_source
+    from sgtrain.data.stream import check_labels_source
 
     try:
         check_labels_source(cfg.dataset.path, card, use_labels=cfg.dataset.cond is not False)
@@ -615,8 +616,6 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
     sizes = minibatches_of(cfg, world, resolution) if resolution else [int(t.batch)]
     what = f"train.batch={t.batch}" if cfg.schedule is None else "train.batch / schedule.minibatch_dict"
     groups = [int(v) for v in _find_values(OmegaConf.to_container(cfg.model, resolve=True), "mbstd_group_size") if v]
-    shrink = OmegaConf.select(cfg, "loss.pl_batch_shrink", default=None)
-    pl_on = bool(OmegaConf.select(cfg, "loss.pl_weight", default=0))
     for mb in sizes:
         if mb < world or mb % world != 0:
             raise ConfigError(f"{what}: a minibatch of {mb} must be a multiple of the number of processes ({world})")
@@ -629,22 +628,27 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
             if bgpu % min(g, bgpu) != 0:
                 raise ConfigError(f"the per-pass batch {bgpu} (train.batch_gpu) must be a multiple of the "
                                   f"minibatch-stddev group size {g} (model.mbstd_group_size)")
-        if pl_on and shrink and bgpu // int(shrink) < 1:
-            raise ConfigError(f"train.batch_gpu={bgpu} is smaller than loss.pl_batch_shrink={shrink}")
+    family = config_family(cfg)
+    for key in family.refused_keys if family is not None else ():
+        if OmegaConf.select(cfg, key, default=None) is not None:
+            raise ConfigError(f"{key}: {family.display_name} (model={cfg.model.get('name')}) has no such setting; "
+                              f"remove {key} (it belongs to another family)")
+    if family is not None and family.check_config is not None:
+        family.check_config(cfg)
     check_metrics(cfg)
     a = cfg.augment
     if a.kwargs:
-        from sgtrain.augment import AugmentPipe
+        from sgtrain.core.augment import AugmentPipe
 
         names = set(inspect.signature(AugmentPipe.__init__).parameters) - {"self"}
         for key in a.kwargs:
             if key not in names:
                 raise unknown_key_error(f"augment.kwargs.{key}", [f"augment.kwargs.{n}" for n in sorted(names)],
-                                        "sgtrain.augment.AugmentPipe takes no such keyword", added=False)
+                                        "sgtrain.core.augment.AugmentPipe takes no such keyword", added=False)
     if a.mode not in ("ada", "fixed", "none"):
         raise ConfigError(f"augment.mode={a.mode!r}: use augment=ada, augment=fixed or augment=none")
     if a.mode != "none":
-        from sgtrain.augment import AUGPIPE_SPECS
+        from sgtrain.core.augment import AUGPIPE_SPECS
 
         if a.augpipe not in AUGPIPE_SPECS:
             raise unknown_key_error(f"augment.augpipe={a.augpipe}", [f"augment.augpipe={k}" for k in AUGPIPE_SPECS],
@@ -672,3 +676,22 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
     if len(t.grid) != 2 or min(t.grid) < 1:
         raise ConfigError(f"train.grid={list(t.grid)} must be [width, height] with positive entries")
     return card
+
+
+def config_family(cfg: DictConfig) -> Any:
+    """The :class:`sgtrain.models.family.Family` of the generator ``model.G._target_`` names (imports its package,
+    as instantiating it would), or None for a class of no family."""
+    from sgtrain.models.family import family_of_class_path
+
+    target = OmegaConf.select(cfg, "model.G._target_", default=None)
+    return family_of_class_path(str(target)) if target else None
+
+
+def per_pass_batches(cfg: DictConfig) -> list[int]:
+    """The per-pass batch (``train.batch_gpu``, at most the per-device batch) of every minibatch the run trains with
+    (one for a fixed batch, one per resolution for a progressive schedule)."""
+    world = world_size_of(cfg)
+    resolution = int(OmegaConf.select(cfg, "model.G.img_resolution", default=None)
+                     or OmegaConf.select(cfg, "model.G.resolution", default=None) or 0)
+    sizes = minibatches_of(cfg, world, resolution) if resolution else [int(cfg.train.batch)]
+    return [min(cfg.train.batch_gpu or mb // world, mb // world) for mb in sizes]

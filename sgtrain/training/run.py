@@ -20,7 +20,15 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .cluster import RequeueOnSignal, cluster_plugins, ddp_job_scope, env_global_rank
-from .config import ConfigError, build_schedule, minibatches_of, unknown_key_error, validate_config, world_size_of
+from .config import (
+    ConfigError,
+    build_schedule,
+    config_family,
+    minibatches_of,
+    unknown_key_error,
+    validate_config,
+    world_size_of,
+)
 
 
 def resolve_run_dir(cfg: DictConfig) -> str:
@@ -142,7 +150,9 @@ def build_networks(cfg: DictConfig) -> tuple[Any, Any]:
 
 def transfer_learning_settings(cfg: DictConfig) -> list[str]:
     """NVlabs' settings for a run that starts from a trained network (``train.resume_from``), applied to ``cfg``:
-    no EMA ramp-up, ADA adjusting p over 100 kimg instead of 500, no ramp of D's input blur. Returns what changed."""
+    no EMA ramp-up, ADA adjusting p over 100 kimg instead of 500, then the family's own (its descriptor's
+    ``transfer_settings``: StyleGAN2/3 no ramp of D's input blur, a progressive family at full resolution). Returns
+    what changed."""
     from omegaconf import open_dict
 
     changed = []
@@ -153,18 +163,9 @@ def transfer_learning_settings(cfg: DictConfig) -> list[str]:
         if cfg.augment.mode == "ada" and cfg.augment.ada_kimg != 100:
             cfg.augment.ada_kimg = 100
             changed.append("augment.ada_kimg=100")
-        if cfg.loss.get("blur_init_sigma"):
-            cfg.loss.blur_init_sigma = 0
-            changed.append("loss.blur_init_sigma=0")
-        sched = cfg.get("schedule")
-        res = OmegaConf.select(cfg, "model.G.resolution")
-        if (sched is not None and "lod_initial_resolution" in sched and not float(cfg.train.resume_kimg)
-                and res is not None and int(sched.lod_initial_resolution) != int(res)):
-            # a progressive family fine-tunes the grown network at full resolution; NVlabs' TF code would regrow it
-            # from lod_initial_resolution unless resume_kimg is set, which a user passes to continue growing
-            sched.lod_initial_resolution = int(res)
-            changed.append(f"schedule.lod_initial_resolution={int(res)} (full resolution; set train.resume_kimg to "
-                           f"follow the growing schedule from that kimg instead)")
+    family = config_family(cfg)
+    if family is not None and family.transfer_settings is not None:
+        changed += family.transfer_settings(cfg)
     return changed
 
 
@@ -215,21 +216,25 @@ def init_from_network(module: Any, path: str, cfg: DictConfig, verbose: bool = T
 
 
 def check_capabilities(cfg: DictConfig, G: Any) -> None:
-    """What the training options ask of the generator that only the built network can answer.
+    """What the training options ask of the generator that only its family's descriptor can answer.
 
     Raises:
         ConfigError: ``train.freeze_mapping`` on a generator without mapping layers (ProGAN, DCGAN), or an
             equivariance metric (``eqt*``/``eqr*``) on a generator without an input transform (all but StyleGAN3).
     """
-    family = cfg.model.get("name")
-    if cfg.train.freeze_mapping and not any(n.startswith("mapping.fc") for n, _ in G.named_parameters()):
-        raise ConfigError(f"train.freeze_mapping={cfg.train.freeze_mapping}: model={family} has no mapping layers; "
-                          "use it with a style-based family (stylegan, stylegan2, stylegan3_t/_r)")
+    from sgtrain.models.family import family_of, registered
+
+    family = family_of(G)
+    name = family.display_name if family is not None else type(G).__qualname__
+    if cfg.train.freeze_mapping and (family is None or not family.mapping_layers(G, cfg.train.freeze_mapping)):
+        with_mapping = ", ".join(f.name for f in registered().values() if f.mapping_layer)
+        raise ConfigError(f"train.freeze_mapping={cfg.train.freeze_mapping}: {name} has no mapping layers; "
+                          f"use it with a style-based family ({with_mapping})")
     eq = [m for m in cfg.train.metrics or [] if str(m).startswith("eq")]
-    has_transform = hasattr(getattr(getattr(G, "synthesis", None), "input", None), "transform")
-    if eq and not has_transform:
+    if eq and (family is None or not family.input_transform):
+        with_transform = ", ".join(f.name for f in registered().values() if f.input_transform)
         raise ConfigError(f"train.metrics: {eq} measure equivariance to translating/rotating the synthesis input, "
-                          f"which only StyleGAN3 has (model={family}); use model=stylegan3_t or stylegan3_r")
+                          f"which {name} does not have; families with one: {with_transform}")
 
 
 def loss_factory(cfg: DictConfig) -> Any:
@@ -411,7 +416,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     a = cfg.augment
     pipe = None
     if a.mode != "none":
-        from sgtrain.augment import augment_pipe
+        from sgtrain.core.augment import augment_pipe
 
         pipe = augment_pipe(a.augpipe, p=a.p, **OmegaConf.to_container(a.kwargs, resolve=True))
     module = GANModule(
