@@ -137,14 +137,59 @@ class GANLoss(nn.Module):
         """Images [N, C, H, W] through the augment pipe (identity without one)."""
         return img if self.augment_pipe is None else self.augment_pipe(img)
 
+    def regularizes(self, net: str) -> bool:
+        """Whether network ``net`` (``'G'`` or ``'D'``) has a regularization term: without one its ``<net>reg``
+        phase is skipped and ``<net>both`` runs as ``<net>main`` (NVlabs' ``accumulate_gradients``). Override."""
+        return True
+
     def accumulate_gradients(self, phase: str, real_img: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
                              gen_c: torch.Tensor, gain: float, cur_nimg: int,
                              backward: Callable[[torch.Tensor], Any] | None = None) -> dict[str, torch.Tensor]:
-        """Run ``phase`` on one chunk and accumulate gradients (as
-        :meth:`sgtrain.models.stylegan2.loss.StyleGAN2Loss.accumulate_gradients`).
+        """Run ``phase`` on one chunk and accumulate gradients into the parameters that require grad.
 
-        Returns detached 0-dim batch means keyed like NVlabs' training stats; every family reports at least
-        ``'Loss/G/loss'``, ``'Loss/D/loss'``, ``'Loss/scores/real'`` and ``'Loss/signs/real'`` (the ADA
-        heuristic r_t reads the last one).
+        The phase scaffolding every family shares (NVlabs' ``accumulate_gradients``; MMagic's ``train_step`` hooks):
+        the phase is checked, a disabled regularization phase is skipped or folded into the main one
+        (:meth:`regularizes`), and :meth:`run_phase` does the family's math, reporting its terms.
+
+        Args:
+            phase: one of ``PHASES``: 'Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth'.
+            real_img: real images, float32 [N, C, H, W] in [-1, 1] (uint8 / 127.5 - 1).
+            real_c: real labels, float32 [N, c_dim].
+            gen_z: latents for generated images, float32 [N, z_dim].
+            gen_c: labels for generated images, float32 [N, c_dim].
+            gain: loss multiplier: the lazy regularization interval for Greg / Dreg, 1 for the other phases.
+            cur_nimg: real images shown to D so far (for schedules inside the loss, e.g. StyleGAN2's blur).
+            backward: called with each scalar loss instead of ``loss.backward()`` (e.g. Lightning's
+                ``manual_backward``); None uses ``loss.backward()``.
+
+        Returns:
+            Detached 0-dim batch means keyed like NVlabs' training stats, only the phase's terms (empty when the
+            phase is skipped); every family reports at least ``'Loss/G/loss'``, ``'Loss/D/loss'``,
+            ``'Loss/scores/real'`` and ``'Loss/signs/real'`` (the ADA heuristic r_t reads the last one).
+
+        Raises:
+            ValueError: unknown phase.
         """
+        if phase not in PHASES:
+            raise ValueError(f"{type(self).__name__}: unknown phase {phase!r}; expected one of {', '.join(PHASES)}")
+        if backward is None:
+            def backward(loss: torch.Tensor) -> None:
+                loss.backward()
+        for net in ("G", "D"):
+            if not self.regularizes(net):
+                phase = {f"{net}reg": "none", f"{net}both": f"{net}main"}.get(phase, phase)
+        stats: dict[str, torch.Tensor] = {}
+
+        def report(name: str, value: torch.Tensor) -> None:
+            stats[name] = value.detach().float().mean()
+
+        if phase != "none":
+            self.run_phase(phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg, backward, report)
+        return stats
+
+    def run_phase(self, phase: str, real_img: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
+                  gen_c: torch.Tensor, gain: float, cur_nimg: int, backward: Callable[[torch.Tensor], Any],
+                  report: Callable[[str, torch.Tensor], None]) -> None:
+        """The family's math for one phase (arguments as :meth:`accumulate_gradients`; ``phase`` is never a skipped
+        one): compute the losses, ``report(name, tensor)`` each term, ``backward(loss.mean() * gain)``."""
         raise NotImplementedError

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sgtrain.core.loss import PHASES, GANLoss, discriminator_logistic_loss, generator_logistic_loss
+from sgtrain.core.loss import GANLoss, discriminator_logistic_loss, generator_logistic_loss
 from sgtrain.core.regularizers import r1_penalty
 
 __all__ = ['LogisticLoss']
@@ -35,22 +35,15 @@ class LogisticLoss(GANLoss):
         super().__init__(G, D, augment_pipe)
         self.r1_gamma = float(r1_gamma)
 
-    def accumulate_gradients(self, phase: str, real_img: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
-                             gen_c: torch.Tensor, gain: float, cur_nimg: int,
-                             backward: Callable[[torch.Tensor], Any] | None = None) -> dict[str, torch.Tensor]:
-        """One phase on one chunk; see :meth:`GANLoss.accumulate_gradients` (same arguments and stats keys).
+    def regularizes(self, net: str) -> bool:
+        """Only D is regularized, by R1, and only with ``r1_gamma > 0``."""
+        return net == "D" and self.r1_gamma > 0
 
-        Raises:
-            ValueError: unknown phase.
-        """
-        if phase not in PHASES:
-            raise ValueError(f"LogisticLoss: unknown phase {phase!r}; expected one of {', '.join(PHASES)}")
-        backward = backward or (lambda loss: loss.backward())
-        stats: dict[str, torch.Tensor] = {}
-
-        def report(name: str, value: torch.Tensor) -> None:
-            stats[name] = value.detach().float().mean()
-
+    def run_phase(self, phase: str, real_img: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
+                  gen_c: torch.Tensor, gain: float, cur_nimg: int, backward: Callable[[torch.Tensor], Any],
+                  report: Callable[[str, torch.Tensor], None]) -> None:
+        """Gmain: non-saturating logistic; Dmain: logistic on fakes and reals; Dreg: R1 on reals (stats keys as
+        :meth:`sgtrain.core.loss.GANLoss.accumulate_gradients`)."""
         if phase in ("Gmain", "Gboth"):
             gen_logits = self.D(self.augment(self.G(gen_z, gen_c)), gen_c)
             report("Loss/scores/fake", gen_logits)
@@ -59,7 +52,7 @@ class LogisticLoss(GANLoss):
             report("Loss/G/loss", loss_G)
             backward(loss_G.mean().mul(gain))
         d_main = phase in ("Dmain", "Dboth")
-        d_reg = phase in ("Dreg", "Dboth") and self.r1_gamma > 0
+        d_reg = phase in ("Dreg", "Dboth")
         loss_Dgen: torch.Tensor | int = 0
         if d_main:
             with torch.no_grad():
@@ -84,7 +77,6 @@ class LogisticLoss(GANLoss):
                 report("Loss/D/reg", penalty * (self.r1_gamma / 2))
                 loss = loss + penalty * (self.r1_gamma / 2)
             backward(loss.mean().mul(gain))
-        return stats
 
     def extra_repr(self) -> str:
         return f"r1_gamma={self.r1_gamma}"

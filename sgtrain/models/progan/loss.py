@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sgtrain.core.loss import PHASES, GANLoss
+from sgtrain.core.loss import GANLoss
 from sgtrain.core.regularizers import no_weight_gradients
 
 __all__ = ['WGANGPLoss']
@@ -109,46 +109,23 @@ class WGANGPLoss(GANLoss):
         norms = self._fp32(grads).square().sum(dim=[1, 2, 3]).sqrt()
         return (norms - self.wgan_target).square(), norms, mixed_scores
 
-    def accumulate_gradients(self, phase: str, real_img: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
-                             gen_c: torch.Tensor, gain: float, cur_nimg: int,
-                             backward: Callable[[torch.Tensor], Any] | None = None) -> dict[str, torch.Tensor]:
-        """Run one phase on one minibatch and accumulate gradients into the parameters that require grad.
+    def regularizes(self, net: str) -> bool:
+        """Only D is regularized, by the gradient penalty, and only with ``wgan_lambda > 0``."""
+        return net == "D" and self.wgan_lambda != 0
 
-        Args:
-            phase: one of ``PHASES``: 'Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth'.
-            real_img: real images, float32 [N, C, H, W] in [-1, 1] (already faded to the current lod).
-            real_c: real labels, float32 [N, c_dim] (also the labels of the fakes in the D phases).
-            gen_z: latents, float32 [N, z_dim].
-            gen_c: labels of the generated images in the G phases, float32 [N, c_dim].
-            gain: loss multiplier (1, or the regularization interval for Dreg).
-            cur_nimg: unused (no schedule inside this loss).
-            backward: called with the scalar loss instead of ``loss.backward()``; None uses ``loss.backward()``.
+    def run_phase(self, phase: str, real_img: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
+                  gen_c: torch.Tensor, gain: float, cur_nimg: int, backward: Callable[[torch.Tensor], Any],
+                  report: Callable[[str, torch.Tensor], None]) -> None:
+        """NVlabs' TF ``G_wgan`` / ``D_wgan_gp`` as phases. ``real_img`` is already faded to the current lod;
+        ``real_c`` also labels the fakes in D's phases; ``cur_nimg`` is unused (no schedule inside this loss).
 
-        Returns:
-            Detached 0-dim batch means: 'Loss/scores/fake', 'Loss/signs/fake', 'Loss/G/loss' (G phases);
-            'Loss/scores/real', 'Loss/signs/real', 'Loss/scores/fake', 'Loss/signs/fake', 'Loss/epsilon_penalty',
-            'Loss/D/loss' (Dmain: everything but the gradient penalty); 'Loss/scores/mixed', 'Loss/mixed_norms',
-            'Loss/gradient_penalty', 'Loss/D/reg' (Dreg: the weighted penalty); with the auxiliary classifier also
-            'Loss/label_penalty' (G), 'Loss/label_penalty_reals', 'Loss/label_penalty_fakes' (D). Empty for
-            Greg, and for Dreg with wgan_lambda 0.
-
-        Raises:
-            ValueError: unknown phase.
+        Reports 'Loss/scores/fake', 'Loss/signs/fake', 'Loss/G/loss' (G phases); 'Loss/scores/real',
+        'Loss/signs/real', 'Loss/scores/fake', 'Loss/signs/fake', 'Loss/epsilon_penalty', 'Loss/D/loss' (Dmain:
+        everything but the gradient penalty); 'Loss/scores/mixed', 'Loss/mixed_norms', 'Loss/gradient_penalty',
+        'Loss/D/reg' (Dreg: the weighted penalty); with the auxiliary classifier also 'Loss/label_penalty' (G),
+        'Loss/label_penalty_reals', 'Loss/label_penalty_fakes' (D).
         """
         del cur_nimg
-        if phase not in PHASES:
-            raise ValueError(f"WGANGPLoss: unknown phase {phase!r}; expected one of {', '.join(PHASES)}")
-        if backward is None:
-            def backward(loss: torch.Tensor) -> None:
-                loss.backward()
-        phase = {"Greg": "none", "Gboth": "Gmain"}.get(phase, phase)
-        if self.wgan_lambda == 0:
-            phase = {"Dreg": "none", "Dboth": "Dmain"}.get(phase, phase)
-        stats: dict[str, torch.Tensor] = {}
-
-        def report(name: str, value: torch.Tensor) -> None:
-            stats[name] = value.detach().float().mean()
-
         if phase == "Gmain":
             with torch.autograd.profiler.record_function("Gmain_forward"):
                 fake_img = self.G(gen_z, gen_c)
@@ -198,7 +175,6 @@ class WGANGPLoss(GANLoss):
             with torch.autograd.profiler.record_function(phase + "_backward"):
                 backward(loss.mul(gain))
 
-        return stats
 
     def extra_repr(self) -> str:
         return (f"wgan_lambda={self.wgan_lambda}, wgan_epsilon={self.wgan_epsilon}, wgan_target={self.wgan_target}, "

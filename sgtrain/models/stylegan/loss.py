@@ -49,10 +49,10 @@ class StyleGANLoss(StyleGAN2Loss):
         ws = style_mix(self.G.mapping, z, c, prob=self.style_mixing_prob, ws=ws, max_layers=active)
         return self.G.synthesis(ws, update_emas=update_emas), ws
 
-    def accumulate_gradients(self, phase: str, real_img: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
-                             gen_c: torch.Tensor, gain: float, cur_nimg: int,
-                             backward: Callable[[torch.Tensor], Any] | None = None) -> dict[str, torch.Tensor]:
-        """As :meth:`StyleGAN2Loss.accumulate_gradients`; D phases generate with ``real_c`` (TF's D loss)."""
+    def run_phase(self, phase: str, real_img: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
+                  gen_c: torch.Tensor, gain: float, cur_nimg: int, backward: Callable[[torch.Tensor], Any],
+                  report: Callable[[str, torch.Tensor], None]) -> None:
+        """StyleGAN2Loss's phases; D's phases generate with ``real_c`` (TF's D loss)."""
         if phase.startswith("D"):
             gen_c = real_c
-        return super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg, backward)
+        super().run_phase(phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg, backward, report)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sgtrain.core.loss import PHASES, GANLoss, discriminator_logistic_loss, generator_logistic_loss
+from sgtrain.core.loss import GANLoss, discriminator_logistic_loss, generator_logistic_loss
 from sgtrain.core.regularizers import PathLengthRegularizer, blur_images, r1_penalty, style_mix
 
 __all__ = ['StyleGAN2Loss']
@@ -97,45 +97,23 @@ class StyleGAN2Loss(GANLoss):
             return 0.0
         return max(1 - cur_nimg / (self.blur_fade_kimg * 1e3), 0) * self.blur_init_sigma
 
-    def accumulate_gradients(self, phase: str, real_img: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
-                             gen_c: torch.Tensor, gain: float, cur_nimg: int,
-                             backward: Callable[[torch.Tensor], Any] | None = None) -> dict[str, torch.Tensor]:
-        """Run one phase on one minibatch and accumulate gradients into the parameters that require grad.
+    def regularizes(self, net: str) -> bool:
+        """G is regularized by path length (``pl_weight > 0``), D by R1 (``r1_gamma > 0``)."""
+        return self.pl_weight != 0 if net == "G" else self.r1_gamma != 0
 
-        Args:
-            phase: one of ``PHASES``: 'Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth'.
-            real_img: real images, float32 [N, C, H, W] in [-1, 1] (uint8 / 127.5 - 1).
-            real_c: real labels, float32 [N, c_dim].
-            gen_z: latents for generated images, float32 [N, z_dim].
-            gen_c: labels for generated images, float32 [N, c_dim].
-            gain: loss multiplier: the lazy regularization interval for Greg / Dreg, 1 for the other phases.
-            cur_nimg: real images shown to D so far (for the blur schedule).
-            backward: called with each scalar loss instead of ``loss.backward()`` (e.g. Lightning's
-                ``manual_backward``); None uses ``loss.backward()``.
-
-        Returns:
-            Detached 0-dim tensors, batch means, keyed like NVlabs' training stats: 'Loss/scores/fake',
-            'Loss/signs/fake', 'Loss/G/loss' (Gmain), 'Loss/pl_penalty', 'Loss/G/reg' (Greg), 'Loss/scores/real',
-            'Loss/signs/real', 'Loss/D/loss' (Dmain), 'Loss/r1_penalty', 'Loss/D/reg' (Dreg); only the phase's
-            terms; empty when the phase is disabled (e.g. Greg with pl_weight 0).
+    def run_phase(self, phase: str, real_img: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
+                  gen_c: torch.Tensor, gain: float, cur_nimg: int, backward: Callable[[torch.Tensor], Any],
+                  report: Callable[[str, torch.Tensor], None]) -> None:
+        """NVlabs' StyleGAN2Loss phases: Gmain (non-saturating logistic), Greg (path length on a batch shrunk by
+        ``pl_batch_shrink``), Dmain (logistic on fakes and reals), Dreg (R1 on reals); the ``*both`` phases run the
+        two together. Reports 'Loss/scores/fake', 'Loss/signs/fake', 'Loss/G/loss' (Gmain), 'Loss/pl_penalty',
+        'Loss/G/reg' (Greg), 'Loss/scores/real', 'Loss/signs/real', 'Loss/D/loss' (Dmain), 'Loss/r1_penalty',
+        'Loss/D/reg' (Dreg).
 
         Raises:
-            ValueError: unknown phase.
+            ValueError: a batch smaller than ``pl_batch_shrink`` in Greg.
         """
-        if phase not in PHASES:
-            raise ValueError(f"StyleGAN2Loss: unknown phase {phase!r}; expected one of {', '.join(PHASES)}")
-        if backward is None:
-            def backward(loss: torch.Tensor) -> None:
-                loss.backward()
-        if self.pl_weight == 0:
-            phase = {"Greg": "none", "Gboth": "Gmain"}.get(phase, phase)
-        if self.r1_gamma == 0:
-            phase = {"Dreg": "none", "Dboth": "Dmain"}.get(phase, phase)
         blur_sigma = self.blur_sigma(cur_nimg)
-        stats: dict[str, torch.Tensor] = {}
-
-        def report(name: str, value: torch.Tensor) -> None:
-            stats[name] = value.detach().float().mean()
 
         # Gmain: raise D's logits for generated images.
         if phase in ("Gmain", "Gboth"):
@@ -202,7 +180,6 @@ class StyleGAN2Loss(GANLoss):
             with torch.autograd.profiler.record_function(name + "_backward"):
                 backward((loss_Dreal + loss_Dr1).mean().mul(gain))
 
-        return stats
 
     def extra_repr(self) -> str:
         return (f"r1_gamma={self.r1_gamma}, style_mixing_prob={self.style_mixing_prob}, pl_weight={self.pl_weight}, "
