@@ -9,7 +9,7 @@ type callers catch today (``ValueError``, ``FileNotFoundError``...), so ``except
 
 from __future__ import annotations
 
-__all__ = ["SgtrainError", "UserError"]
+__all__ = ["ConfigError", "SgtrainError", "UserError"]
 
 
 class SgtrainError(Exception):
@@ -18,3 +18,7 @@ class SgtrainError(Exception):
 
 class UserError(SgtrainError):
     """Bad input the user can fix; the message names the problem and the fix (one line). CLIs: exit status 2."""
+
+
+class ConfigError(UserError, ValueError):
+    """A training configuration that cannot run; the message names the key and the fix."""

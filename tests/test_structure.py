@@ -129,3 +129,15 @@ def test_every_family_is_one_folder_with_its_descriptor():
         folder = ROOT.parent / Path(*fam.package.split("."))
         assert (folder / "__init__.py").exists() and (folder / "networks.py").exists(), name
         assert fam.package == f"sgtrain.models.{name}"
+
+
+def test_rooms_import_downwards():
+    """models never import training; latent and io never import training; core never imports the families."""
+    graph = _edges()
+    rules = {"sgtrain.models": ("sgtrain.training", "sgtrain.latent", "sgtrain.metrics", "sgtrain.cli"),
+             "sgtrain.latent": ("sgtrain.training", "sgtrain.cli"), "sgtrain.io": ("sgtrain.training", "sgtrain.cli"),
+             "sgtrain.core": ("sgtrain.training", "sgtrain.models", "sgtrain.cli"),
+             "sgtrain.metrics": ("sgtrain.training", "sgtrain.latent", "sgtrain.cli")}
+    bad = [f"{m} -> {t}" for m, ts in graph.items() for t in ts for room, banned in rules.items()
+           if (m == room or m.startswith(room + ".")) and any(t == b or t.startswith(b + ".") for b in banned)]
+    assert not bad, "\n".join(bad)

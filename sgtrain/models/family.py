@@ -48,8 +48,9 @@ class Family:
             ``train.freeze_mapping`` freezes; None = G has no mapping layers.
         refused_keys: config keys that mean nothing to this family, refused at compose time naming the key
             (``('loss.pl_weight',)``).
-        check_config: ``fn(cfg) -> None`` raising :class:`sgtrain.training.config.ConfigError` for settings this
-            family cannot train with (called once, at validation); None = no extra checks.
+        check_config: ``fn(cfg, per_pass_batches) -> None`` raising :class:`sgtrain.errors.ConfigError` for
+            settings this family cannot train with (called once, at validation, with the composed config and the
+            per-pass batch of every minibatch the run trains with); None = no extra checks.
         transfer_settings: ``fn(cfg) -> list[str]`` applying the family's own settings for a run that starts from a
             trained network (``train.resume_from``) to ``cfg`` in place and returning what changed; None = none.
         nvlabs_classes: NVlabs-style PyTorch pickle classes this family rebuilds: ``{(class name, required submodule
@@ -73,7 +74,7 @@ class Family:
     input_transform: bool = False
     mapping_layer: str | None = None
     refused_keys: tuple[str, ...] = ()
-    check_config: Callable[[Any], None] | None = None
+    check_config: Callable[[Any, list[int]], None] | None = None
     transfer_settings: Callable[[Any], list[str]] | None = None
     nvlabs_classes: Mapping[tuple[str, frozenset[str]], str] = dataclasses.field(default_factory=dict)
     tf_builds: Mapping[str, str] = dataclasses.field(default_factory=dict)

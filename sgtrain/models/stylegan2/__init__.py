@@ -18,7 +18,7 @@ from .networks import _to_json_kwargs  # noqa: F401  (used by the other NVlabs f
 __all__ = ["FAMILY", "StyleGAN2Loss", "check_config", "transfer_settings", *_networks_all]
 
 
-def check_config(cfg: Any) -> None:
+def check_config(cfg: Any, per_pass_batches: list[int]) -> None:
     """Path length regularization needs at least one image per pass after ``loss.pl_batch_shrink``.
 
     Raises:
@@ -26,12 +26,12 @@ def check_config(cfg: Any) -> None:
     """
     from omegaconf import OmegaConf
 
-    from sgtrain.training.config import ConfigError, per_pass_batches
+    from sgtrain.errors import ConfigError
 
     shrink = OmegaConf.select(cfg, "loss.pl_batch_shrink", default=None)
     if not shrink or not OmegaConf.select(cfg, "loss.pl_weight", default=0):
         return
-    for bgpu in per_pass_batches(cfg):
+    for bgpu in per_pass_batches:
         if bgpu // int(shrink) < 1:
             raise ConfigError(f"train.batch_gpu={bgpu} is smaller than loss.pl_batch_shrink={shrink}")
 
