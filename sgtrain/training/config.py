@@ -18,6 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sgtrain.core.batches import check_batches
 from sgtrain.errors import ConfigError
 
 from .keys import (  # noqa: F401  (re-exported)
@@ -273,25 +274,14 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
     sizes = minibatches_of(cfg, world, resolution) if resolution else [int(t.batch)]
     what = f"train.batch={t.batch}" if cfg.schedule is None else "train.batch / schedule.minibatch_dict"
     groups = [int(v) for v in _find_values(OmegaConf.to_container(cfg.model, resolve=True), "mbstd_group_size") if v]
-    for mb in sizes:
-        if mb < world or mb % world != 0:
-            raise ConfigError(f"{what}: a minibatch of {mb} must be a multiple of the number of processes ({world})")
-        per_dev = mb // world
-        bgpu = min(t.batch_gpu or per_dev, per_dev)
-        if per_dev % bgpu != 0:
-            raise ConfigError(f"train.batch_gpu={t.batch_gpu} must divide the per-device batch {per_dev} "
-                              f"({what} / {world} processes)")
-        for g in groups:
-            if bgpu % min(g, bgpu) != 0:
-                raise ConfigError(f"the per-pass batch {bgpu} (train.batch_gpu) must be a multiple of the "
-                                  f"minibatch-stddev group size {g} (model.mbstd_group_size)")
+    passes = check_batches(sizes, world, t.batch_gpu, group_sizes=groups, what=what)
     family = config_family(cfg)
     for key in family.refused_keys if family is not None else ():
         if OmegaConf.select(cfg, key, default=None) is not None:
             raise ConfigError(f"{key}: {family.display_name} (model={cfg.model.get('name')}) has no such setting; "
                               f"remove {key} (it belongs to another family)")
     if family is not None and family.check_config is not None:
-        family.check_config(cfg, per_pass_batches(cfg))
+        family.check_config(cfg, passes)
     check_metrics(cfg)
     a = cfg.augment
     if a.kwargs:
@@ -342,13 +332,3 @@ def config_family(cfg: DictConfig) -> Any:
 
     target = OmegaConf.select(cfg, "model.G._target_", default=None)
     return family_of_class_path(str(target)) if target else None
-
-
-def per_pass_batches(cfg: DictConfig) -> list[int]:
-    """The per-pass batch (``train.batch_gpu``, at most the per-device batch) of every minibatch the run trains with
-    (one for a fixed batch, one per resolution for a progressive schedule)."""
-    world = world_size_of(cfg)
-    resolution = int(OmegaConf.select(cfg, "model.G.img_resolution", default=None)
-                     or OmegaConf.select(cfg, "model.G.resolution", default=None) or 0)
-    sizes = minibatches_of(cfg, world, resolution) if resolution else [int(cfg.train.batch)]
-    return [min(cfg.train.batch_gpu or mb // world, mb // world) for mb in sizes]

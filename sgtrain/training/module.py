@@ -38,6 +38,7 @@ import torch
 import torch.distributed as dist
 
 from sgtrain.core.augment import AdaController
+from sgtrain.core.batches import check_batches
 from sgtrain.core.loss import GANLoss, lazy_regularization
 from sgtrain.core.schedule import ProgressiveSchedule, SchedulePoint, process_reals, set_lod
 from sgtrain.models.family import family_of
@@ -273,16 +274,8 @@ class GANModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         minibatches = ([self.batch] if self.schedule is None else
                        self.schedule.minibatches(int(self.G.img_resolution), self.batch, self.world))
-        for mb in minibatches:
-            if mb < self.world or mb % self.world != 0:
-                raise ValueError(f"a minibatch of {mb} images cannot be split over {self.world} processes "
-                                 f"(train.batch / schedule.minibatch_dict)")
-            per = mb // self.world
-            rs = min(self.batch_gpu or per, per)
-            if per % rs != 0:
-                raise ValueError(f"train.batch_gpu={self.batch_gpu} does not divide the per-device batch {per}")
-            if self.loader_batch and per % self.loader_batch != 0:
-                raise ValueError(f"the loader batch {self.loader_batch} does not divide the per-device batch {per}")
+        check_batches(minibatches, self.world, self.batch_gpu, self.loader_batch,
+                      what="train.batch" if self.schedule is None else "train.batch / schedule.minibatch_dict")
 
     def on_train_start(self) -> None:
         states, self._pending_loss_state = self._pending_loss_state, None
