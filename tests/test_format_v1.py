@@ -60,3 +60,23 @@ def test_old_checkpoint_resumes(family, shards, tmp_path):
     rows = _resume(family, shards, tmp_path / "run")
     kimgs = [round(r["kimg"], 3) for r in rows]
     assert kimgs and kimgs[0] > 0.016 and kimgs[-1] == pytest.approx(0.024), kimgs
+
+
+def test_a_class_that_moved_is_found_through_its_family(tmp_path):
+    """Portable files record the family beside the class path: a class moved since the file was written is found in
+    its family package (which exports its networks)."""
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(FIXTURES / "dcgan" / f"network-snapshot{suffix}", tmp_path / f"net{suffix}")
+    header = json.loads((tmp_path / "net.json").read_text())
+    for spec in header["networks"].values():
+        spec["class"] = spec["class"].replace("sgtrain.models.dcgan.", "sgtrain.models.dcgan.moved_away.")
+        spec["family"] = "dcgan"
+    (tmp_path / "net.json").write_text(json.dumps(header))
+    ref = np.load(FIXTURES / "dcgan" / "images.npz")
+    np.testing.assert_allclose(_render(load_network(str(tmp_path / "net.json"))["G_ema"], ref["z"]), ref["img"],
+                               atol=1e-4, rtol=0)
+    for spec in header["networks"].values():
+        spec.pop("family")
+    (tmp_path / "net.json").write_text(json.dumps(header))
+    with pytest.raises(Exception, match="does not exist"):
+        load_network(str(tmp_path / "net.json"))

@@ -11,7 +11,8 @@ against the trusted family packages before anything is imported (:func:`sgtrain.
 JSON layout (``format_version`` 1)::
 
     {"format": "sgtrain-network", "format_version": 1, "sgtrain_version": "0.1.0",
-     "networks": {"G_ema": {"class": "sgtrain.models.stylegan2.networks.Generator", "init_kwargs": {...}},
+     "networks": {"G_ema": {"class": "sgtrain.models.stylegan2.networks.Generator", "family": "stylegan2",
+                            "init_kwargs": {...}},
                   "G": ..., "D": ...},
      "augment_p": 0.12,                 # optional
      "training_info": {"kimg": 1200, ...}}
@@ -19,6 +20,7 @@ JSON layout (``format_version`` 1)::
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from pathlib import Path
@@ -32,7 +34,7 @@ import sgtrain
 from sgtrain.io.atomic import atomic_write
 from sgtrain.io.errors import NetworkFileError, UnsupportedNetworkError
 from sgtrain.io.nvlabs import jsonable, load_state_dict_checked
-from sgtrain.models.family import family_of, resolve, trusted_class
+from sgtrain.models.family import family_of, registered, resolve, trusted_class
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "build_module", "load_portable", "network_header", "portable_paths",
            "save_network"]
@@ -84,7 +86,7 @@ def network_header(G_ema: torch.nn.Module, G: torch.nn.Module | None = None, D: 
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "sgtrain_version": sgtrain.__version__,
-        "networks": {k: {"class": class_name(m), "init_kwargs": jsonable(m.init_kwargs)}
+        "networks": {k: {"class": class_name(m), "family": family_of(m).name, "init_kwargs": jsonable(m.init_kwargs)}
                      for k, m in nets.items() if m is not None},
     }
     if augment_p is not None:
@@ -128,8 +130,9 @@ def _atomic(dest: Path, write) -> None:
     atomic_write(dest, write)  # with the umask's permissions (tempfile.mkstemp would give 0600)
 
 
-def build_module(cls_name: str, init_kwargs: dict[str, Any], what: str) -> torch.nn.Module:
-    """Construct the network class named ``cls_name`` (an import path read from a file) with ``init_kwargs``.
+def build_module(cls_name: str, init_kwargs: dict[str, Any], what: str, family: str | None = None) -> torch.nn.Module:
+    """Construct the network class named ``cls_name`` (an import path read from a file) with ``init_kwargs``; a
+    class that moved since is found in the package of its ``family`` (the name recorded beside it).
 
     Only a class of a family package is built, and only a trusted package is imported
     (:func:`sgtrain.models.family.trusted_class`: ``sgtrain.models.*``, families already imported, packages in
@@ -149,7 +152,11 @@ def build_module(cls_name: str, init_kwargs: dict[str, Any], what: str) -> torch
     try:
         cls = resolve(cls_name)
     except (ImportError, AttributeError) as e:
-        raise UnsupportedNetworkError(f"{what}: {cls_name} does not exist in this sgtrain version: {e}") from e
+        # the class moved since the file was written: its family package (which exports its networks) still has it
+        fam = registered().get(str(family)) if family else None
+        cls = getattr(importlib.import_module(fam.package), cls_name.rpartition(".")[2], None) if fam else None
+        if cls is None:
+            raise UnsupportedNetworkError(f"{what}: {cls_name} does not exist in this sgtrain version: {e}") from e
     if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)) or family_of(cls) is None:
         raise UnsupportedNetworkError(f"{what}: {cls_name} is not a network class of a family package")
     if not isinstance(init_kwargs, dict):
@@ -192,7 +199,7 @@ def modules_from_header(header: dict[str, Any], tensors: dict[str, torch.Tensor]
         spec = nets.get(name)
         if spec is None:
             continue
-        module = build_module(spec.get("class"), spec.get("init_kwargs"), f"{what} {name}")
+        module = build_module(spec.get("class"), spec.get("init_kwargs"), f"{what} {name}", spec.get("family"))
         prefix = f"{name}."
         sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         load_state_dict_checked(module, sd, f"{what} {name}")
