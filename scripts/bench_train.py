@@ -417,15 +417,16 @@ def main(argv: list[str] | None = None) -> float:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    rates = []
+    rates, cpu_rates = [], []
     for _ in range(args.repeats):
         sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         n0 = module.cur_nimg
         for _ in range(iters):
             step()
         sync()
         rates.append((module.cur_nimg - n0) / (time.perf_counter() - t0))
+        cpu_rates.append((module.cur_nimg - n0) / max(time.process_time() - c0, 1e-9))
     img_s = statistics.median(rates)
 
     if device.type == "cuda":
@@ -497,6 +498,8 @@ def main(argv: list[str] | None = None) -> float:
         + ", ".join(f"{r:.2f}" for r in rates)
     )
     print(f"img/s        {img_s:.2f}")
+    if device.type == "cpu":  # steadier than wall time on a shared machine: images per second of this process's CPU
+        print(f"img/cpu-s    {statistics.median(cpu_rates):.3f} (process CPU time, all threads)")
     print(f"sec/kimg     {1000 / img_s:.1f}")
     print(f"peak memory  {mem_text}")
     if flops_img is not None:
@@ -510,6 +513,7 @@ def main(argv: list[str] | None = None) -> float:
                 dict(
                     img_s=img_s,
                     rates=rates,
+                    img_per_cpu_s=statistics.median(cpu_rates),
                     sec_per_kimg=1000 / img_s,
                     peak_mem_gib=peak_mem,
                     peak_mem_kind="cuda max_memory_allocated" if device.type == "cuda" else "process peak RSS",

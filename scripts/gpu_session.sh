@@ -22,8 +22,8 @@
 # at any point still returns what it measured; the logs of the steps are packed into $OUT/logs.tar at the end.
 #
 # Device needs (docs/performance.md "GPU"): the device's Python lacks hydra, omegaconf, webdataset: carry .whl/
-# (made by ../shared/tools/device-wheels.sh) and .devref (NVlabs' stylegan3, the peer script bench_nvlabs_step.py and
-# shim/pkg_resources.py); the command starts this script directly.
+# (made by ../shared/tools/device-wheels.sh) and .devref (NVlabs' stylegan3 c233a91: fetch github:NVlabs/stylegan3
+# and unpack it to .devref/stylegan3); the command starts this script directly.
 set -u
 for a in "$@"; do
   case $a in
@@ -37,8 +37,8 @@ T0=$(date +%s)
 el() { echo $(( $(date +%s) - T0 )); }
 left() { echo $(( BUDGET - $(el) )); }
 OUT=${OUT:-/tmp/gpu_out}
-NVLABS=${NVLABS:-.devref/stylegan3}
-PEER=${PEER:-.devref/bench_nvlabs_step.py}
+NVLABS=$(realpath -m "${NVLABS:-.devref/stylegan3}")
+PEER=${PEER:-scripts/bench_nvlabs_step.py}
 LOGS=${LOGS:-$(mktemp -d /tmp/gpu_logs.XXXXXX)}  # one log per step; packed into $OUT/logs.tar at the end
 JSON=$OUT/session.json
 if [ "$DRYRUN" = 1 ]; then
@@ -188,7 +188,11 @@ if [ "$DRYRUN" != 1 ] && [ -f "$NVLABS/train.py" ]; then
          -e 's/^\( *\)module = importlib.import_module(module_name)$/\1pass  # module: returned by load()/' \
          "$NVLABS/torch_utils/custom_ops.py"
 fi
-NVPATH="$PWD/$(dirname "$PEER")/shim:$PWD/$NVLABS"
+# their conv2d_gradfix imports pkg_resources, which newer setuptools no longer ship: a one-line stand-in
+mkdir -p /tmp/nvshim
+"$PY" -c "import pkg_resources" 2>/dev/null || \
+  echo "from packaging.version import parse as parse_version  # noqa: F401" > /tmp/nvshim/pkg_resources.py
+NVPATH="/tmp/nvshim:$NVLABS:$PYTHONPATH"
 nv_skip() { record "$1" 98 0 skipped="$([ "$DRYRUN" = 1 ] && echo dry run || echo no NVlabs reference at $NVLABS)"; }
 TRAIN=("$PY" -m sgtrain.cli.train)
 BENCH=("$PY" scripts/bench_train.py --device $DEV --resolution $RES "${ITERS[@]}")

@@ -170,3 +170,46 @@ def test_gpu_session_dry_run(tmp_path):
     assert by["sg2-train"]["img_s"] > 0 and len(by["sg2-train"]["ticks"]) >= 2, by["sg2-train"]
     assert by["nv-sg2-train"]["skipped"] == "dry run"
     assert (tmp_path / "out" / "logs.tar").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REPO / ".devref" / "stylegan3" / "training" / "networks_stylegan2.py").is_file(),
+                    reason="needs NVlabs' stylegan3 in .devref/stylegan3 (fetch github:NVlabs/stylegan3)")
+def test_bench_nvlabs_step_runs_tiny():
+    res = _run(["scripts/bench_nvlabs_step.py", "--nvlabs", ".devref/stylegan3", *TINY], timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _img_s(res.stdout) > 0
+
+
+def _doc_commands(path: Path) -> list[str]:
+    """The commands of the ```bash blocks of a doc page, continuation lines joined."""
+    text = path.read_text()
+    cmds = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("  #")[0].strip()
+            if line and not line.startswith("#"):
+                cmds.append(line)
+    return cmds
+
+
+def test_performance_doc_commands_name_scripts_and_flags_that_exist():
+    """Every `python scripts/X.py --flag ...` in docs/performance.md names a script of the repository and flags its
+    --help lists; no command runs a script that is neither in the repository nor NVlabs' (under .devref/)."""
+    cmds = _doc_commands(REPO / "docs" / "performance.md")
+    assert any("scripts/bench_train.py" in c for c in cmds)
+    helps: dict[str, str] = {}
+    bad = []
+    for cmd in cmds:
+        for script, rest in re.findall(r"python3? (\S+\.py)((?: +[^|;&]*)?)", cmd):
+            if script.startswith(".devref/"):  # NVlabs' own code, fetched there (the page says how)
+                continue
+            if not script.startswith("scripts/") or not (REPO / script).is_file():
+                bad.append(f"{script}: not a script of the repository ({cmd})")
+                continue
+            if script not in helps:
+                helps[script] = _run([script, "--help"], timeout=120).stdout
+            for flag in re.findall(r"(?<!\S)(--[\w-]+)", rest.replace("$A", "")):
+                if flag not in helps[script]:
+                    bad.append(f"{script} {flag}: not in its --help ({cmd})")
+    assert not bad, "\n".join(bad)
