@@ -15,6 +15,7 @@ import sys
 import time
 import warnings
 import zipfile
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -252,6 +253,98 @@ def loader_batch_size(cfg: DictConfig, world: int, resolution: int) -> int:
     return math.gcd(*sizes)
 
 
+def build_augment_pipe(cfg: DictConfig) -> Any:
+    """The augmentation pipe of ``cfg.augment`` (``augpipe`` at probability ``p``, ``kwargs`` overriding its
+    strengths), or None for ``augment.mode=none``. ADA's controller is the module's (``augment.mode=ada``)."""
+    a = cfg.augment
+    if a.mode == "none":
+        return None
+    from sgtrain.core.augment import augment_pipe
+
+    return augment_pipe(a.augpipe, p=a.p, **OmegaConf.to_container(a.kwargs, resolve=True))
+
+
+@dataclass
+class TrainingParts:
+    """What ``sgtrain-train`` builds from a composed config before the data, the callbacks and the Trainer.
+
+    Attributes:
+        G: the family's generator (``model.G``); the same object as ``module.G``.
+        D: the family's discriminator (``model.D``); the same object as ``module.D``.
+        loss: ``loss(G=, D=, augment_pipe=) -> GANLoss`` (``cfg.loss``, partially applied); ``module.loss`` is one
+            built from it.
+        schedule: the progressive schedule of ``cfg.schedule``, or None (fixed resolution and minibatch).
+        augment_pipe: the augmentation pipe (``augment.mode`` fixed or ada), or None.
+        module: the GANModule that trains G and D (optimizers, phases, G_ema, kimg counter, ADA controller).
+        world: processes the global batch is split over (``trainer.devices`` x ``trainer.num_nodes``).
+        loader_batch: images per datamodule batch on each rank.
+        per_device: images per iteration on each rank at the final resolution.
+    """
+
+    G: Any
+    D: Any
+    loss: Any
+    schedule: Any
+    augment_pipe: Any
+    module: Any
+    world: int
+    loader_batch: int
+    per_device: int
+
+
+#: Schema fields whose GANModule keyword has another name (the field is the user's word, the keyword the module's).
+MODULE_RENAMED = {"train.kimg": "total_kimg", "train.snap_kimg": "ddp_check_kimg"}
+
+
+def module_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """GANModule's keywords from ``cfg.train`` and ``cfg.augment``, taken by name: every schema field that
+    GANModule's constructor takes is passed under its own name, so a new training knob is one schema field and the
+    keyword of the code that uses it, with nothing copied here (:data:`MODULE_RENAMED` for the two that differ).
+    ADA's target is passed only with ``augment.mode=ada`` (otherwise p stays fixed)."""
+    import inspect
+
+    from .module import GANModule
+
+    params = set(inspect.signature(GANModule.__init__).parameters)
+    groups = {g: OmegaConf.to_container(cfg[g], resolve=True) for g in ("train", "augment")}
+    kw = {k: v for g in groups.values() for k, v in g.items() if k in params}
+    kw.update({dst: groups[src.split(".")[0]][src.split(".")[1]] for src, dst in MODULE_RENAMED.items()})
+    kw["betas"] = tuple(kw["betas"])
+    if cfg.augment.mode != "ada":
+        kw["ada_target"] = None
+    return kw
+
+
+def build_training(cfg: DictConfig, world: int | None = None) -> TrainingParts:
+    """The one build step of ``sgtrain-train``: networks, loss, schedule, augment pipe and GANModule from ``cfg``.
+
+    :func:`train` calls it, and so do the benchmark scripts, so that they time what training runs. Call
+    :func:`~sgtrain.training.config.validate_config` first, and seed first for reproducible weights (train seeds
+    ``train.seed`` with ``lightning.seed_everything``); nothing is read from the data or written.
+
+    Args:
+        cfg: a composed ``sgtrain-train`` config (``sgtrain.training.config.compose`` or the Hydra app).
+        world: processes the batch is split over; None = from ``cfg.trainer`` (:func:`world_size_of`).
+    Raises:
+        ConfigError: a keyword a network class does not take or a class that cannot be built (the key named), an
+            option the built generator cannot serve (:func:`check_capabilities`), batch sizes that do not divide.
+    """
+    from .module import GANModule
+
+    world = world_size_of(cfg) if world is None else int(world)
+    G, D = build_networks(cfg)
+    check_capabilities(cfg, G)
+    resolution = int(G.img_resolution)
+    loader_batch = loader_batch_size(cfg, world, resolution)
+    per_device = minibatches_of(cfg, world, resolution)[-1] // world
+    pipe = build_augment_pipe(cfg)
+    loss, schedule = loss_factory(cfg), build_schedule(cfg)
+    module = GANModule(G=G, D=D, loss=loss, schedule=schedule, augment_pipe=pipe, loader_batch=loader_batch,
+                       **module_kwargs(cfg))
+    return TrainingParts(G=G, D=D, loss=loss, schedule=schedule, augment_pipe=pipe, module=module, world=world,
+                         loader_batch=loader_batch, per_device=per_device)
+
+
 def read_reals(datamodule: Any, n: int, seed: int = 0) -> tuple[Any, Any]:
     """``n`` shuffled training images and labels (uint8 [n, C, H, W], float32 [n, c_dim]), read on this process."""
     import torch
@@ -366,7 +459,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         clean_stale_temporaries,
     )
     from .ddp import GANDDPStrategy
-    from .module import GANModule
 
     _quiet_warnings()
     if cfg.trainer.threads:
@@ -374,8 +466,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     torch.backends.cuda.matmul.allow_tf32 = bool(cfg.trainer.tf32)  # NVlabs: off (exact R1 / path length numbers)
     torch.backends.cudnn.allow_tf32 = bool(cfg.trainer.tf32)
     L.seed_everything(int(cfg.train.seed), workers=True, verbose=False)
-    G, D = build_networks(cfg)  # before anything is written: a keyword the networks refuse is a config error
-    check_capabilities(cfg, G)
+    parts = build_training(cfg, world)  # before anything is written: a keyword the networks refuse is a config error
+    module = parts.module
     rank0 = _is_rank_zero()
     os.makedirs(run_dir, exist_ok=True)
     os.environ["SGTRAIN_RUN_DIR"] = run_dir  # DDP children are started with run.dir=<this>
@@ -400,7 +492,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             print(resolved)
 
     t = cfg.train
-    loader_batch = loader_batch_size(cfg, world, int(G.img_resolution))
+    loader_batch = parts.loader_batch
     on_cuda = cfg.trainer.accelerator in ("gpu", "cuda") or (cfg.trainer.accelerator == "auto"
                                                               and torch.cuda.is_available())
     workers = cfg.dataset.num_workers
@@ -412,21 +504,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         shuffle_buffer=cfg.dataset.shuffle, seed=cfg.train.seed, pin_memory=pin,
         use_labels=cfg.dataset.cond is not False,
     )
-    per_device = minibatches_of(cfg, world, int(G.img_resolution))[-1] // world
-    a = cfg.augment
-    pipe = None
-    if a.mode != "none":
-        from sgtrain.core.augment import augment_pipe
-
-        pipe = augment_pipe(a.augpipe, p=a.p, **OmegaConf.to_container(a.kwargs, resolve=True))
-    module = GANModule(
-        G=G, D=D, loss=loss_factory(cfg), schedule=build_schedule(cfg), augment_pipe=pipe,
-        ada_target=a.ada_target if a.mode == "ada" else None, ada_interval=a.ada_interval, ada_kimg=a.ada_kimg,
-        batch=t.batch, batch_gpu=t.batch_gpu, G_lr=t.G_lr, D_lr=t.D_lr, betas=tuple(t.betas), eps=t.eps,
-        G_reg_interval=t.G_reg_interval, D_reg_interval=t.D_reg_interval, ema_kimg=t.ema_kimg,
-        ema_rampup=t.ema_rampup, total_kimg=t.kimg, tick_kimg=t.tick_kimg, seed=t.seed, loader_batch=loader_batch,
-        ddp_check_kimg=t.snap_kimg, freeze_mapping=t.freeze_mapping,
-    )
+    per_device = parts.per_device
     module.label_sampler = dm.sample_labels
     ckpt_path = find_resume_checkpoint(run_dir)
     if ckpt_path is None and t.resume_from:
