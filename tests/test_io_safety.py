@@ -109,6 +109,6 @@ def test_convert_cli_refuses_and_exits_1(tmp_path: Path, capsys: pytest.CaptureF
     marker = tmp_path / "marker"
     path = tmp_path / "evil.pkl"
     path.write_bytes(pickle.dumps(_Call(os.system, f"touch {marker}")))
-    assert convert_main([str(path), str(tmp_path / "out")]) == 1
+    assert convert_main([str(path), str(tmp_path / "out")]) == 2
     assert "refused to unpickle global" in capsys.readouterr().err
     assert not marker.exists() and not (tmp_path / "out.safetensors").exists()

@@ -4,8 +4,8 @@ IN: a run directory, a portable file, a Lightning .ckpt, an NVlabs .pkl (PyTorch
 ProGAN / StyleGAN / StyleGAN2; read without running its embedded code or TensorFlow) or a rosinality .pt.
 OUT: a stem, ``<stem>.safetensors`` or ``<stem>.json``.
 
-Exit status: 0 on success; 1 when IN cannot be opened (missing, refused pickle global, unsupported architecture);
-2 on a usage error.
+Exit status: 0 on success; 2 when IN cannot be opened (missing, refused pickle global, unsupported architecture,
+a broken or hostile file: one line naming the file and the reason) and on a usage error.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         nets = load_network(args.input)
     except (FileNotFoundError, NetworkFileError, UnsafePickleError, UnsupportedNetworkError) as e:
-        print(f"sgtrain-convert: {e}", file=sys.stderr)
-        return 1
+        print(f"sgtrain-convert: error: {e}", file=sys.stderr)
+        return 2
     info = dict(nets.get("training_info") or {})
     info["converted_from"] = str(args.input)
     paths = save_network(args.output, nets["G_ema"], G=nets.get("G"), D=nets.get("D"),

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from sgtrain.errors import UserError
 from sgtrain.io.errors import NetworkFileError, UnsafePickleError
 from sgtrain.io.nvlabs import convert_nvlabs_snapshot, jsonable
 from sgtrain.io.portable import load_portable, modules_from_header, portable_paths
@@ -56,18 +57,23 @@ def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         UnsafePickleError: a pickle names a global outside the allow-list (nothing from it was executed).
         UnsupportedNetworkError: a known container holding an architecture sgtrain cannot build (the message names
             it).
-        NetworkFileError: not a network file sgtrain knows.
+        NetworkFileError: not a network file sgtrain knows, or one it cannot parse (truncated, empty, another
+            format under a network file's name, a broken header): one line naming the file, the parser's error
+            chained.
     """
     p = Path(path)
     if p.is_dir():
-        result = _load_file(find_run_network(p))
-    elif p.suffix in (".safetensors", ".json") or (not p.exists() and portable_paths(p)[0].exists()):
-        result = load_portable(p)
-    elif not p.exists():
+        p = find_run_network(p)
+    elif not p.exists() and not portable_paths(p)[0].exists():
         raise FileNotFoundError(f"network '{p}' not found: pass a run directory, a .ckpt, a portable network file "
                                 "(.safetensors + .json), an NVlabs .pkl or a rosinality .pt")
-    else:
-        result = _load_file(p)
+    try:
+        result = load_portable(p) if p.suffix in (".safetensors", ".json") or not p.exists() else _load_file(p)
+    except (UserError, FileNotFoundError):
+        raise
+    except Exception as e:  # whatever a truncated, empty or hostile file makes a parser raise: one line, the file named
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise NetworkFileError(f"{p}: not a network file sgtrain can read ({type(e).__name__}: {first})") from e
     for key in ("G_ema", "G", "D"):
         if key in result:
             result[key] = result[key].to(device).eval().requires_grad_(False)

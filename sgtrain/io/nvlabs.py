@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sgtrain.io.budget import check_before_build
 from sgtrain.io.errors import NetworkFileError, UnsupportedNetworkError
 from sgtrain.io.safe_pickle import ForeignModuleRecord, PersistentRecord, collect_state_dict, iter_records
 from sgtrain.models.family import resolve
@@ -117,6 +118,11 @@ def record_to_module(record: Any, name: str = "network") -> torch.nn.Module:
             f"yet ({target} is missing: {e})"
         ) from e
     kwargs = _init_kwargs(record)
+    others: list[str] = []
+    sd = collect_state_dict(record, on_other=lambda k, v: others.append(f"{k} ({type(v).__name__})"))
+    if others:
+        raise UnsupportedNetworkError(f"{name}: submodules that are not NVlabs modules: {others}")
+    check_before_build(lambda: cls(**kwargs), sd, f"{name} (NVlabs {record.class_name})")
     try:
         module = cls(**kwargs)
     except TypeError as e:
@@ -124,10 +130,6 @@ def record_to_module(record: Any, name: str = "network") -> torch.nn.Module:
             f"{name}: {target} does not accept NVlabs' constructor arguments "
             f"{kwargs}: {e}"
         ) from e
-    others: list[str] = []
-    sd = collect_state_dict(record, on_other=lambda k, v: others.append(f"{k} ({type(v).__name__})"))
-    if others:
-        raise UnsupportedNetworkError(f"{name}: submodules that are not NVlabs modules: {others}")
     load_state_dict_checked(module, sd, f"{name} (NVlabs {record.class_name})")
     return module.eval()
 

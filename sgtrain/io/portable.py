@@ -32,6 +32,7 @@ from safetensors.torch import save_file
 
 import sgtrain
 from sgtrain.io.atomic import atomic_write
+from sgtrain.io.budget import check_before_build
 from sgtrain.io.errors import NetworkFileError, UnsupportedNetworkError
 from sgtrain.io.nvlabs import jsonable, load_state_dict_checked
 from sgtrain.models.family import family_of, registered, resolve, trusted_class
@@ -199,9 +200,11 @@ def modules_from_header(header: dict[str, Any], tensors: dict[str, torch.Tensor]
         spec = nets.get(name)
         if spec is None:
             continue
-        module = build_module(spec.get("class"), spec.get("init_kwargs"), f"{what} {name}", spec.get("family"))
         prefix = f"{name}."
         sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        args = (spec.get("class"), spec.get("init_kwargs"), f"{what} {name}", spec.get("family"))
+        check_before_build(lambda args=args: build_module(*args), sd, f"{what} {name}")
+        module = build_module(*args)
         load_state_dict_checked(module, sd, f"{what} {name}")
         out[name] = module.eval()
     if "G_ema" not in out:

@@ -219,12 +219,92 @@ def _reconstructor(cls, base, state):
 _TENSOR_FUNCS = {_rebuild_tensor_v2, _rebuild_tensor, _rebuild_parameter}
 
 
+#: numpy dtypes a network pickle may hold: booleans, integers, floats and complex numbers. Object, void (records),
+#: string and datetime dtypes are refused: an object dtype makes numpy read bytes of the file as pointers.
+_NUMPY_KINDS = frozenset("biufc")
+
+
+class _DtypeRecord:
+    """What ``numpy.dtype(spec, align, copy)`` + BUILD state unpickle to: the type string and the byte order only.
+    numpy's own ``dtype.__setstate__`` is never called (its flags field can turn bytes into object pointers)."""
+
+    def __init__(self, spec: Any = None, align: Any = False, copy: Any = True) -> None:
+        self.spec = spec
+        self.byteorder = "="
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) > 1 and state[1] in ("<", ">", "=", "|"):
+            self.byteorder = state[1]
+        else:
+            raise pickle.UnpicklingError(f"numpy dtype state {str(state)[:80]!r} is not a plain dtype's")
+        self.to_dtype()  # refuse an object / record / string dtype at once
+
+    def to_dtype(self) -> np.dtype:
+        spec = self.spec
+        if not (isinstance(spec, str) and re.fullmatch(r"[biufc]\d{1,2}", spec)):
+            raise pickle.UnpicklingError(f"numpy dtype {str(spec)[:40]!r} is not allowed in a network file (only "
+                                         "booleans, integers, floats and complex numbers)")
+        dt = np.dtype(spec).newbyteorder(self.byteorder if self.byteorder != "|" else "=")
+        if dt.kind not in _NUMPY_KINDS or dt.hasobject or dt.fields is not None:
+            raise pickle.UnpicklingError(f"numpy dtype {spec!r} is not allowed in a network file")
+        return dt
+
+    def __repr__(self) -> str:
+        return f"dtype({self.spec!r})"
+
+
+def _dtype_of(d: Any) -> np.dtype:
+    if isinstance(d, _DtypeRecord):
+        return d.to_dtype()
+    raise pickle.UnpicklingError(f"numpy array dtype is a {type(d).__name__}, not a plain dtype")
+
+
+class _SafeArray(np.ndarray):
+    """The ndarray that ``numpy.core.multiarray._reconstruct`` + BUILD unpickle to: its state is checked (a plain
+    dtype, a shape of non-negative ints, raw bytes exactly as many as the shape needs) before numpy sees it."""
+
+    def __setstate__(self, state: Any) -> None:
+        if not (isinstance(state, tuple) and len(state) == 5):
+            raise pickle.UnpicklingError("numpy array state is not (version, shape, dtype, fortran, data)")
+        version, shape, dtype, fortran, raw = state
+        dt = _dtype_of(dtype)
+        if not (isinstance(shape, tuple) and all(isinstance(n, int) and 0 <= n for n in shape) and len(shape) <= 32):
+            raise pickle.UnpicklingError(f"numpy array shape {str(shape)[:80]} is not a tuple of sizes")
+        if not isinstance(raw, (bytes, bytearray)):
+            raise pickle.UnpicklingError("numpy array data is not raw bytes (object arrays are not allowed)")
+        need = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        if len(raw) != need:
+            raise pickle.UnpicklingError(f"numpy array of shape {shape} {dt} needs {need} bytes, the file holds "
+                                         f"{len(raw)}")
+        super().__setstate__((version, shape, dt, bool(fortran), bytes(raw)))
+
+
+def _reconstruct(cls: Any, shape: Any, typecode: Any) -> _SafeArray:
+    if cls is not _SafeArray:
+        raise pickle.UnpicklingError(f"numpy _reconstruct of {cls!r} is not allowed")
+    return np.ndarray.__new__(_SafeArray, (0,), np.uint8)
+
+
+def _scalar(dtype: Any, data: Any = None) -> Any:
+    dt = _dtype_of(dtype)
+    if not isinstance(data, (bytes, bytearray)) or len(data) != dt.itemsize:
+        raise pickle.UnpicklingError(f"numpy scalar of {dt} needs {dt.itemsize} bytes of data")
+    return np.frombuffer(bytes(data), dtype=dt)[0]
+
+
+def _bytearray(*args: Any) -> bytearray:
+    """``bytearray`` of existing data only (``bytearray(2**31)`` from a 30-byte pickle would allocate 2 GB)."""
+    if len(args) > 2 or (args and not isinstance(args[0], (bytes, str))) or len(args) == 2 and not isinstance(
+            args[1], str):
+        raise pickle.UnpicklingError("bytearray() in a network file may only copy data the file holds")
+    return bytearray(*args)
+
+
 def _numpy_globals() -> dict[str, Any]:
-    table: dict[str, Any] = {"numpy.dtype": np.dtype, "numpy.ndarray": np.ndarray}
-    multiarray = np.core.multiarray if hasattr(np, "core") and not hasattr(np, "_core") else np._core.multiarray
+    table: dict[str, Any] = {"numpy.dtype": _DtypeRecord, "numpy.ndarray": _SafeArray}
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        table[f"{mod}.scalar"] = multiarray.scalar
-        table[f"{mod}._reconstruct"] = multiarray._reconstruct
+        table[f"{mod}.scalar"] = _scalar
+        table[f"{mod}._reconstruct"] = _reconstruct
     return table
 
 
@@ -234,7 +314,7 @@ def _build_allow_list() -> dict[str, Any]:
         "builtins.set": set,
         "builtins.frozenset": frozenset,
         "builtins.slice": slice,
-        "builtins.bytearray": bytearray,
+        "builtins.bytearray": _bytearray,
         "builtins.object": object,
         "copyreg._reconstructor": _reconstructor,
         "torch._utils._rebuild_tensor_v2": _rebuild_tensor_v2,

@@ -88,7 +88,7 @@ def setup_filter(
     """
     if f is None:
         f = 1
-    f = torch.as_tensor(f, dtype=torch.float32)
+    f = torch.as_tensor(f, dtype=torch.float32, device="cpu")  # on the CPU, also inside a meta-device build
     if f.ndim not in (0, 1, 2) or f.numel() == 0:
         raise ValueError(f"setup_filter: expected a scalar, 1-D or 2-D non-empty filter, got shape {tuple(f.shape)}")
     if f.ndim == 0:
