@@ -13,8 +13,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from fixture_weights import fill_module
+
 from sgtrain.io import save_network
 from sgtrain.io.export import ExportError, export_onnx, export_torchscript
 from sgtrain.io.export_nvlabs import export_nvlabs, nvlabs_snapshot_bytes, pickle_globals, read_nvlabs_export
