@@ -28,6 +28,7 @@ ONNX graphs are written with ``torch.onnx.export(dynamo=True)`` (opset 20: Style
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import os
 import sys
@@ -184,7 +185,7 @@ def _export_mode(G: torch.nn.Module) -> Iterator[None]:
 def _prepare(G: torch.nn.Module, truncation_psi: float, truncation_cutoff: int | None,
              noise_mode: str) -> tuple[GeneratorGraph, tuple[torch.Tensor, ...], list[str]]:
     check_exportable(G, truncation_psi, truncation_cutoff, noise_mode)
-    G = G.to("cpu", torch.float32).eval().requires_grad_(False)
+    G = copy.deepcopy(G).to("cpu", torch.float32).eval().requires_grad_(False)  # the caller's G stays as it is
     graph = GeneratorGraph(G, truncation_psi, truncation_cutoff, noise_mode).eval()
     gen = torch.Generator().manual_seed(0)
     z = torch.randn([2, int(G.z_dim)], generator=gen)
@@ -203,6 +204,7 @@ def export_onnx(G: torch.nn.Module, out: str | os.PathLike, truncation_psi: floa
         OSError: the destination cannot be written. No file is left behind on any error.
     """
     graph, args, names = _prepare(G, truncation_psi, truncation_cutoff, noise_mode)
+    G = graph.G
     batch = torch.export.Dim("batch", min=1, max=4096)
     dynamic = {n: {0: batch} for n in names}
 
@@ -224,6 +226,7 @@ def export_torchscript(G: torch.nn.Module, out: str | os.PathLike, truncation_ps
         ExportError, OSError: as :func:`export_onnx`; no file is left behind on any error.
     """
     graph, args, _ = _prepare(G, truncation_psi, truncation_cutoff, noise_mode)
+    G = graph.G
 
     def write(tmp: str) -> None:
         with _export_mode(G), torch.no_grad(), _quiet():
