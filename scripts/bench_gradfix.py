@@ -2,7 +2,9 @@
 """Seconds per Greg (path length) and Dreg (R1) phase with and without ``no_weight_gradients`` (conv2d_gradfix).
 
 Times ``StyleGAN2Loss.accumulate_gradients`` for the two regularization phases of a StyleGAN2 (NVlabs' training
-setting: regular, not fused, modulated convolutions in G) in three modes:
+setting: regular, not fused, modulated convolutions in G) in three modes. G, D and the loss are what sgtrain-train
+builds for ``model=stylegan2_small loss.r1_gamma=1 loss.style_mixing_prob=0`` (positional overrides change it; the
+flags set model.resolution of the synthetic data, model.channel_base, model.channel_max, model.z_dim/w_dim):
 
 - ``torch``: PyTorch's own convolution everywhere (conv2d_gradfix bypassed): its autograd already skips a weight
   gradient that ``torch.autograd.grad(..., inputs=[x])`` does not ask for;
@@ -25,13 +27,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+#: The sgtrain-train config the phases come from (before the positional overrides).
+BASE = ["model=stylegan2_small", "loss.r1_gamma=1", "loss.style_mixing_prob=0", "loss.pl_weight=2",
+        "loss.pl_batch_shrink=2"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="sgtrain-train overrides after the base config")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
     p.add_argument("--resolution", type=int, default=32, help="image resolution in pixels")
     p.add_argument("--channel-base", type=int, default=2048, help="channel_base")
@@ -43,29 +55,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="repeats per mode (median reported)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--phases", default="Greg,Dreg", help="comma-separated phases to time (also Gmain, Dmain)")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from sgtrain.losses import StyleGAN2Loss
-    from sgtrain.models.stylegan2 import Discriminator, Generator
+    from bench_train import compose_checked, synthetic_dataset
+
     from sgtrain.ops import conv2d_gradfix
+    from sgtrain.training.run import build_networks, loss_factory
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))  # fmt: skip
     torch.manual_seed(0)
-    net = dict(img_resolution=args.resolution, img_channels=3, channel_base=args.channel_base,
-               channel_max=args.channel_max, num_fp16_res=0, conv_clamp=None)  # fmt: skip
-    G = Generator(z_dim=args.z_dim, c_dim=0, w_dim=args.z_dim, mapping_kwargs=dict(num_layers=2),
-                  fused_modconv_default="inference_only", **net).to(device).train().requires_grad_(False)  # fmt: skip
-    D = Discriminator(c_dim=0, **net).to(device).train().requires_grad_(False)
+    flags = [f"model.channel_base={args.channel_base}", f"model.channel_max={args.channel_max}",
+             f"model.z_dim={args.z_dim}", f"model.w_dim={args.z_dim}", f"train.batch={args.batch}"]
+    with tempfile.TemporaryDirectory(prefix="sgtrain-bench-") as data_dir:
+        synthetic_dataset(data_dir, args.resolution)
+        cfg = compose_checked([*BASE, *flags, *args.overrides, f"dataset.path={data_dir}", "logger=none"],
+                              prog="bench_gradfix.py")
+        G, D = build_networks(cfg)
+        make_loss = loss_factory(cfg)
+    if getattr(getattr(make_loss, "func", None), "__name__", None) != "StyleGAN2Loss":
+        raise SystemExit(f"bench_gradfix.py: error: loss._target_={cfg.loss._target_}: the phases timed here are "
+                         "StyleGAN2Loss's (model=stylegan2*, stylegan3_t/_r)")
+    G = G.to(device).train().requires_grad_(False)
+    D = D.to(device).train().requires_grad_(False)
     n = args.batch
-    batch = dict(real_img=torch.rand(n, 3, args.resolution, args.resolution, device=device) * 2 - 1,
-                 real_c=torch.zeros(n, 0, device=device), gen_z=torch.randn(n, args.z_dim, device=device),
-                 gen_c=torch.zeros(n, 0, device=device))  # fmt: skip
+    res, channels = int(G.img_resolution), int(G.img_channels)
+    batch = dict(real_img=torch.rand(n, channels, res, res, device=device) * 2 - 1,
+                 real_c=torch.zeros(n, G.c_dim, device=device), gen_z=torch.randn(n, G.z_dim, device=device),
+                 gen_c=torch.zeros(n, G.c_dim, device=device))  # fmt: skip
 
     def sync() -> None:
         if device.type == "cuda":
@@ -84,11 +106,10 @@ def main(argv: list[str] | None = None) -> None:
             saved_nwg = conv2d_gradfix.no_weight_gradients
             conv2d_gradfix.no_weight_gradients = lambda disable=True: contextlib.nullcontext()
             patch.callback(setattr, conv2d_gradfix, "no_weight_gradients", saved_nwg)
-        import sgtrain.losses as losses
+        import sgtrain.core.regularizers as regularizers
 
-        losses._fused_no_weight_gradients.cache_clear()
-        loss = StyleGAN2Loss(G, D, r1_gamma=1, pl_weight=2, pl_batch_shrink=2, style_mixing_prob=0,
-                             pl_no_weight_grad=nwg)  # fmt: skip
+        regularizers._fused_no_weight_gradients.cache_clear()
+        loss = make_loss(G=G, D=D, augment_pipe=None, pl_no_weight_grad=nwg)
         module = G if phase.startswith("G") else D
         with patch:
             module.requires_grad_(True)
@@ -101,13 +122,13 @@ def main(argv: list[str] | None = None) -> None:
             sync()
             dt, dc = time.perf_counter() - t0, time.process_time() - c0
             module.requires_grad_(False)
-        losses._fused_no_weight_gradients.cache_clear()
+        regularizers._fused_no_weight_gradients.cache_clear()
         return dt / count, dc / count
 
     modes = ("torch", "gradfix", "gradfix+nwg")
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), torch "
-          f"{torch.__version__}, threads {torch.get_num_threads()}, resolution {args.resolution}, channel_base "
-          f"{args.channel_base}, channel_max {args.channel_max}, batch {n} (Greg {n // 2})")  # fmt: skip
+          f"{torch.__version__}, threads {torch.get_num_threads()}, sgtrain-train "
+          f"{' '.join(BASE + flags + args.overrides)}, resolution {res}, batch {n} (Greg {n // 2})")  # fmt: skip
     for phase in args.phases.split(","):
         for mode in modes:
             run(mode, phase, args.warmup)

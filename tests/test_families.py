@@ -17,8 +17,8 @@ from _tiny_run import TINY_FAMILIES as FAMILIES
 from _tiny_run import make_shards
 from PIL import Image
 
+from sgtrain.core.schedule import ProgressiveSchedule, process_reals
 from sgtrain.training.config import ConfigError, compose, validate_config
-from sgtrain.training.schedule import ProgressiveSchedule, process_reals
 
 COMMON = [
     "train.tick_kimg=0.004", "train.snap_kimg=1000", "train.swd=false", "train.grid=[2,2]", "logger=none",

@@ -60,7 +60,7 @@ def test_round_trip_is_bit_identical(tmp_path: Path, nets: dict, suffix: str) ->
                           augment_p=0.125, training_info={"kimg": 12}, note="x")
     assert st == tmp_path / "sub" / "net.safetensors" and js == tmp_path / "sub" / "net.json"
     header = json.loads(js.read_text())
-    assert header["networks"]["G_ema"]["class"] == "sgtrain.models.stylegan2.Generator"
+    assert header["networks"]["G_ema"]["class"] == "sgtrain.models.stylegan2.networks.Generator"
     assert header["networks"]["D"]["init_kwargs"] == nets["D"].init_kwargs
     loaded = load_network(tmp_path / "sub" / f"net{suffix}")
     before, after = _outputs(nets), _outputs(loaded)
@@ -143,12 +143,12 @@ def test_lightning_checkpoint_opens(tmp_path: Path, nets: dict) -> None:
 def test_training_module_checkpoint_layout(tmp_path: Path) -> None:
     """The real GANModule's checkpoint (state_dict, hyper-parameters, its 'sgtrain' entry) opens."""
     module_mod = pytest.importorskip("sgtrain.training.module")
-    from sgtrain.losses import StyleGAN2Loss
+    from sgtrain.models.stylegan2.loss import StyleGAN2Loss
 
     m = module_mod.GANModule(G=Generator(**G_KW), D=Discriminator(**D_KW), loss=StyleGAN2Loss, batch=4)
     ckpt = {"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams)}
     m.on_save_checkpoint(ckpt)
-    assert ckpt["sgtrain"]["networks"]["G"]["class"] == "sgtrain.models.stylegan2.Generator"
+    assert ckpt["sgtrain"]["networks"]["G"]["class"] == "sgtrain.models.stylegan2.networks.Generator"
     torch.save(ckpt, tmp_path / "x.ckpt")
     loaded = load_network(tmp_path / "x.ckpt")
     ours = {"G_ema": m.G_ema.eval(), "G": m.G.eval(), "D": m.D.eval()}

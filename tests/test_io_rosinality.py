@@ -119,7 +119,7 @@ def test_rosinality_g_ema_only_estimates_w_avg(tmp_path: Path, ref: dict) -> Non
 
 def test_unmappable_rosinality_networks_are_named(ref: dict) -> None:
     from sgtrain.io import UnsupportedNetworkError
-    from sgtrain.io.rosinality import rosinality_generator
+    from sgtrain.models.stylegan2.rosinality import rosinality_generator
 
     sd = dict(ref["g_ema"])
     sd["convs.0.conv.blur.kernel"] = sd["convs.0.conv.blur.kernel"].flip(0) * 0 + 1 / 16

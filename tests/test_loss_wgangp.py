@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sgtrain.losses import PHASES, WGANGPLoss
+from sgtrain.core.loss import PHASES
 from sgtrain.models.progan import Discriminator, Generator
+from sgtrain.models.progan.loss import WGANGPLoss
 
 KW = dict(num_channels=3, resolution=8, fmap_base=16, fmap_max=8)
 N = 4

@@ -1,5 +1,6 @@
-"""Tests of sgtrain.losses: R1 and path length (closed forms, finite differences, double backward), style mixing,
-lazy regularization, pl_mean state, and StyleGAN2Loss against a direct computation of every phase.
+"""Tests of sgtrain.core.loss / regularizers and StyleGAN2Loss: R1 and path length (closed forms, finite differences,
+double backward), style mixing, lazy regularization, pl_mean state, and StyleGAN2Loss against a direct
+computation of every phase.
 
 Networks are tiny sgtrain StyleGAN2 nets on CPU. The finite-difference tests build them with the smooth 'swish'
 activation (lrelu makes R1 and path lengths piecewise constant in the parameters, which finite differences cannot
@@ -15,18 +16,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sgtrain.losses import (
-    PathLengthRegularizer,
-    StyleGAN2Loss,
-    blur_images,
-    discriminator_logistic_loss,
-    generator_logistic_loss,
-    lazy_regularization,
-    path_lengths,
-    r1_penalty,
-    style_mix,
-)
+from sgtrain.core.loss import discriminator_logistic_loss, generator_logistic_loss, lazy_regularization
+from sgtrain.core.regularizers import PathLengthRegularizer, blur_images, path_lengths, r1_penalty, style_mix
 from sgtrain.models.stylegan2 import Discriminator, Generator
+from sgtrain.models.stylegan2.loss import StyleGAN2Loss
 
 RES = 8
 Z_DIM = W_DIM = 8

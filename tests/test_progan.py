@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from sgtrain.io import UnsupportedNetworkError, load_network, safe_load_pickle, save_network
-from sgtrain.io.tf_progan import convert, detect_variant, tf_variable_key
 from sgtrain.models.progan import Discriminator, EqualizedConv2d, Generator, downscale2d, upscale2d
+from sgtrain.models.progan.tf import convert, detect_variant, tf_variable_key
 
 FIX = Path(__file__).parent / "fixtures" / "progan"
 NAMES = ["progan_sg_uncond", "progan_sg_cond", "progan_pg_cond", "progan_pg_uncond"]

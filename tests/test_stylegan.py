@@ -287,7 +287,8 @@ def test_latent_tools_run_on_stylegan(loaded: dict) -> None:
 
 
 def test_style_mix_and_training_loss_work_with_stylegan() -> None:
-    from sgtrain.losses import StyleGAN2Loss, style_mix
+    from sgtrain.core.regularizers import style_mix
+    from sgtrain.models.stylegan2.loss import StyleGAN2Loss
 
     G, D = _tiny(label_size=3)
     z = torch.randn([4, 16])

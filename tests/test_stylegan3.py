@@ -249,8 +249,8 @@ def test_portable_file_and_convert_cli_keep_the_images(tmp_path, nets):
     _, ref = _load("r_cond16")
     assert convert([str(FIX / "r_cond16.pkl"), str(tmp_path / "conv")]) == 0
     header = json.loads((tmp_path / "conv.json").read_text())
-    assert header["networks"]["G_ema"]["class"] == "sgtrain.models.stylegan3.Generator"
-    assert re.match(r"sgtrain\.models\.stylegan2\.Discriminator$", header["networks"]["D"]["class"])
+    assert header["networks"]["G_ema"]["class"] == "sgtrain.models.stylegan3.networks.Generator"
+    assert re.match(r"sgtrain\.models\.stylegan2\.networks\.Discriminator$", header["networks"]["D"]["class"])
     back = load_network(tmp_path / "conv")
     z, c = torch.from_numpy(ref["z"]), torch.from_numpy(ref["c"])
     with torch.no_grad():

@@ -181,3 +181,33 @@ def test_read_jsonl_skips_a_line_cut_by_a_kill(tmp_path):
     assert read_jsonl(path) == []
     path.write_text('{"tick": 0, "kimg": 0.0}\n{"tick": 1, "kimg": 1.0}\n{"tick": 2, "ki')
     assert [r["tick"] for r in read_jsonl(path)] == [0, 1]
+
+
+def test_every_training_knob_reaches_the_module_without_a_hand_copy(shards16):
+    """Each schema field GANModule takes arrives under its own name (a new knob is a schema field and a GANModule
+    keyword): every one is changed in the config and read back from the built module's hyper-parameters."""
+    import dataclasses
+    import inspect
+
+    from sgtrain.training.module import GANModule
+    from sgtrain.training.run import MODULE_RENAMED, build_training
+    from sgtrain.training.schema import AugmentConfig, TrainConfig
+
+    params = set(inspect.signature(GANModule.__init__).parameters)
+    changed = {"train.batch": 8, "train.batch_gpu": 4, "train.G_lr": 0.0123, "train.D_lr": 0.0234,
+               "train.betas": [0.1, 0.9], "train.eps": 1e-7, "train.G_reg_interval": 3, "train.D_reg_interval": 5,
+               "train.ema_kimg": 0.7, "train.ema_rampup": 0.05, "train.freeze_mapping": 1, "train.seed": 7,
+               "train.tick_kimg": 0.5, "train.kimg": 3.0, "train.snap_kimg": 1.5, "augment.ada_target": 0.7,
+               "augment.ada_interval": 2, "augment.ada_kimg": 50}
+    fields = {f"train.{f.name}" for f in dataclasses.fields(TrainConfig)} | {
+        f"augment.{f.name}" for f in dataclasses.fields(AugmentConfig)}
+    taken = {k for k in fields if k.split(".")[1] in params} | set(MODULE_RENAMED)
+    assert taken == set(changed), sorted(taken ^ set(changed))  # a new knob: add it here with a value to check
+    cfg = compose(["model=stylegan2_small", f"dataset.path={shards16}", "augment=ada",
+                   *[f"{k}={v}" for k, v in changed.items()]])
+    validate_config(cfg)
+    hp = build_training(cfg, world=1).module.hparams
+    for key, value in changed.items():
+        name = MODULE_RENAMED.get(key, key.split(".")[1])
+        got = list(hp[name]) if isinstance(hp[name], tuple) else hp[name]
+        assert got == pytest.approx(value), (key, got)

@@ -119,7 +119,7 @@ def test_wheel_installs_and_runs_outside_the_repo(tmp_path):
 
     train = str(venv / "bin" / "sgtrain-train")
     out = _run([train, "--cfg", "job", "model=progan", f"dataset.path={shards}"], work, env)
-    assert "_target_: sgtrain.models.progan.Generator" in out
+    assert "_target_: sgtrain.models.progan.networks.Generator" in out
     run_dir = work / "runs" / "tiny"
     _run([train, *TINY, f"dataset.path={shards}", f"run.dir={run_dir}", "train.kimg=0.008", "trainer=cpu"], work, env)
     assert '"done": true' in (run_dir / "checkpoints" / "last.json").read_text()

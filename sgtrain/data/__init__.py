@@ -13,13 +13,13 @@
 from .card import (
     DatasetCard,
     ShardInfo,
-    check_labels_source,
     load_card,
     load_vector_labels,
     local_dir_of,
     sample_vector_labels,
 )
 from .pack import PackError, pack
+from .stream import check_labels_source
 
 __all__ = [
     "DatasetCard",

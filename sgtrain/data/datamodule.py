@@ -9,8 +9,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from .card import DatasetCard, check_labels_source, load_vector_labels
-from .stream import MODES, ShardStream, _EpochLoader, dist_info, resolve_shards
+from .card import DatasetCard, load_vector_labels
+from .stream import MODES, ShardStream, _EpochLoader, check_labels_source, dist_info, resolve_shards
 
 
 class ShardDataModule(pl.LightningDataModule):

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 
 from PIL import Image
 
+from sgtrain.errors import UserError
+
 DEBIAN_PACKAGE = "fonts-noto-color-emoji"
 FONT_PATHS = (
     "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf",
@@ -36,7 +38,7 @@ FONT_PATHS = (
 )
 
 
-class EmojiError(RuntimeError):
+class EmojiError(UserError, RuntimeError):
     """The font is missing or unreadable."""
 
 

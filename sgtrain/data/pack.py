@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from sgtrain.errors import UserError
+
 from .card import CARD_NAME, DatasetCard, ShardInfo
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -44,7 +46,7 @@ ORDER_SEED = 0  # the packing order's permutation seed: fixed, so that packs are
 _RESAMPLE = {"box": Image.Resampling.BOX, "lanczos": Image.Resampling.LANCZOS}
 
 
-class PackError(ValueError):
+class PackError(UserError, ValueError):
     """A pack that cannot start or cannot produce a dataset (the CLI exits with status 2)."""
 
 

@@ -35,7 +35,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .card import CARD_NAME, DatasetCard, load_card
+from sgtrain.errors import UserError
+
+from .card import CARD_NAME, LABELS_NAME, DatasetCard, load_card, load_vector_labels, local_dir_of
 
 MODES = ("epoch", "resampled")
 _MAX_SLOTS = 256  # corrupt-sample counters: one slot per worker id (mod _MAX_SLOTS)
@@ -136,7 +138,7 @@ def _read_card_url(url: str) -> DatasetCard:
         return DatasetCard.from_dict(json.loads(f.read().decode("utf-8")))
 
 
-class TarFormatError(ValueError):
+class TarFormatError(UserError, ValueError):
     """A tar stream that is truncated or damaged."""
 
 
@@ -513,3 +515,60 @@ class _EpochLoader(torch.utils.data.DataLoader):
         for _ in range(skip):  # the stream is deterministic per (seed, epoch, rank, worker): re-read, drop
             next(it)
         return it
+
+
+def check_labels_source(
+    path: str | os.PathLike | list | tuple,
+    card: DatasetCard | dict | str | os.PathLike | None = None,
+    use_labels: bool = True,
+) -> str | None:
+    """Check that the labels of a dataset can be drawn during training; call it before training starts.
+
+    Generated images are conditioned on labels drawn from the dataset. Class labels come from the card; vector
+    labels come from ``labels.npy``, which sgtrain reads from a local pack directory only, so a URL or ``pipe:``
+    dataset with vector labels would otherwise fail at the first training step.
+
+    Args:
+        path: ``dataset.path`` (pack directory, ``dataset.json``, brace pattern, URL, ``pipe:`` command, or a list).
+        card: the dataset card (a DatasetCard, the parsed ``dataset.json`` dict, or its path/URL); None = find it
+            as the datamodule does (next to the shards; for http URLs this reads the remote card).
+        use_labels: False when the run ignores labels (``dataset.cond=false``): nothing to check.
+
+    Returns:
+        The local directory holding ``labels.npy`` for vector labels; None for class labels, no labels, or when no
+        card can be found (the datamodule then reports the missing card itself).
+
+    Raises:
+        ValueError: vector labels with a remote ``path`` (the message says what to pass instead), or a
+            ``labels.npy`` whose shape does not match the card's ``c_dim``.
+        FileNotFoundError: vector labels without ``labels.npy`` in the local directory.
+    """
+    if not use_labels:
+        return None
+    if card is None:
+        try:
+            _, card = resolve_shards(path)
+        except (OSError, ValueError):
+            return None
+    elif isinstance(card, dict):
+        card = DatasetCard.from_dict(card)
+    elif isinstance(card, (str, os.PathLike)):
+        card = _read_card_url(os.fspath(card))
+    if card is None or card.label_type != "vector" or card.c_dim == 0:
+        return None
+    root = local_dir_of(path)
+    if root is None:
+        shown = path if not isinstance(path, (list, tuple)) else f"[{path[0]!r}, ...]"
+        raise ValueError(
+            f"dataset.path={shown} is remote but its dataset '{card.name}' has vector labels (c_dim={card.c_dim}): "
+            f"sgtrain draws vector labels from {LABELS_NAME}, which it reads only from a local pack directory. "
+            f"Pass dataset.path=DIR, a local copy (or mount) of the directory written by `sgtrain-data pack`, or "
+            f"train without labels with dataset.cond=false"
+        )
+    labels = load_vector_labels(root)
+    if labels.shape[1] != card.c_dim:
+        raise ValueError(
+            f"{os.path.join(root, LABELS_NAME)} holds labels of dimension {labels.shape[1]} but the card says "
+            f"c_dim={card.c_dim}; repack the dataset with `sgtrain-data pack`"
+        )
+    return root

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pickle
 
+from sgtrain.errors import UserError
 
-class UnsafePickleError(pickle.UnpicklingError):
+
+class UnsafePickleError(UserError, pickle.UnpicklingError):
     """A pickle asked for a Python global outside sgtrain's allow-list; nothing from it was executed.
 
     Attributes:
@@ -23,9 +25,9 @@ class UnsafePickleError(pickle.UnpicklingError):
         )
 
 
-class UnsupportedNetworkError(ValueError):
+class UnsupportedNetworkError(UserError, ValueError):
     """A file was read safely but holds a network architecture or layout that sgtrain cannot rebuild."""
 
 
-class NetworkFileError(ValueError):
+class NetworkFileError(UserError, ValueError):
     """A path is not a network file sgtrain knows, or it is incomplete (missing tensors, missing JSON)."""

@@ -11,12 +11,12 @@ from typing import Any
 
 import torch
 
-from sgtrain.io.errors import NetworkFileError, UnsafePickleError, UnsupportedNetworkError
-from sgtrain.io.nvlabs import convert_nvlabs_snapshot, jsonable, load_state_dict_checked
-from sgtrain.io.portable import build_module, load_portable, modules_from_header, portable_paths
-from sgtrain.io.rosinality import is_rosinality_checkpoint, rosinality_discriminator, rosinality_generator
+from sgtrain.io.errors import NetworkFileError, UnsafePickleError
+from sgtrain.io.nvlabs import convert_nvlabs_snapshot, jsonable
+from sgtrain.io.portable import load_portable, modules_from_header, portable_paths
 from sgtrain.io.safe_pickle import safe_load_pickle
 from sgtrain.io.tensorflow import convert_tf_snapshot, is_tf_snapshot
+from sgtrain.models.family import registered, resolve
 
 __all__ = ["find_run_network", "load_network"]
 
@@ -124,32 +124,24 @@ def _torch_load(p: Path) -> Any:
 
 def _load_torch_file(p: Path) -> dict[str, Any]:
     obj = _torch_load(p)
-    if is_rosinality_checkpoint(obj):
-        return _convert_rosinality(obj, p)
+    for family in registered().values():
+        for probe, load in family.checkpoint_readers:
+            if resolve(probe)(obj):
+                return resolve(load)(obj, p)
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        return _convert_lightning(obj, p)
+        return convert_lightning(obj, p)
     keys = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
     raise NetworkFileError(f"{p}: a torch file with {keys}; expected an sgtrain Lightning checkpoint (state_dict with "
                            "G./D./G_ema. keys) or a rosinality checkpoint (g_ema)")
 
 
-def _convert_lightning(obj: dict[str, Any], p: Path) -> dict[str, Any]:
+def convert_lightning(obj: dict[str, Any], p: Path) -> dict[str, Any]:
     """sgtrain training checkpoint: ``state_dict`` keys ``G.``, ``D.``, ``G_ema.``; kwargs in hyper_parameters."""
     extra = obj.get("sgtrain") if isinstance(obj.get("sgtrain"), dict) else {}
-    if isinstance(extra.get("networks"), dict):
-        header = {"networks": extra["networks"]}
-    else:
-        hp = obj.get("hyper_parameters") or {}
-        if not isinstance(hp.get("G_kwargs"), dict):
-            raise NetworkFileError(f"{p}: checkpoint has no G_kwargs in hyper_parameters and no sgtrain.networks "
-                                   "entry, so the networks cannot be rebuilt")
-        arch = str(hp.get("arch", "stylegan2"))  # checkpoints of sgtrain <= 0.1 (StyleGAN2 only)
-        header = {"networks": {
-            "G_ema": {"class": f"sgtrain.models.{arch}.Generator", "init_kwargs": hp["G_kwargs"]},
-            "G": {"class": f"sgtrain.models.{arch}.Generator", "init_kwargs": hp["G_kwargs"]},
-        }}
-        if isinstance(hp.get("D_kwargs"), dict):
-            header["networks"]["D"] = {"class": f"sgtrain.models.{arch}.Discriminator", "init_kwargs": hp["D_kwargs"]}
+    if not isinstance(extra.get("networks"), dict):
+        raise NetworkFileError(f"{p}: checkpoint has no sgtrain.networks entry (nor the G_kwargs of sgtrain 0.1), so "
+                               "the networks cannot be rebuilt")
+    header = {"networks": extra["networks"]}
     sd = obj["state_dict"]
     header["networks"] = {k: v for k, v in header["networks"].items() if any(s.startswith(f"{k}.") for s in sd)}
     info: dict[str, Any] = {"source": "lightning-checkpoint", "file": str(p)}
@@ -165,56 +157,3 @@ def _convert_lightning(obj: dict[str, Any], p: Path) -> dict[str, Any]:
     return modules_from_header(header, sd, str(p))
 
 
-def _estimate_w_avg(G: torch.nn.Module) -> None:
-    gen = torch.Generator().manual_seed(0)
-    z = torch.randn([W_AVG_SAMPLES, G.z_dim], generator=gen)
-    with torch.no_grad():
-        ws = G.mapping(z, torch.zeros([W_AVG_SAMPLES, G.c_dim]))
-        G.mapping.w_avg.copy_(ws[:, 0].mean(0))
-
-
-def _convert_rosinality(obj: dict[str, Any], p: Path) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    info: dict[str, Any] = {"source": "rosinality", "file": str(p)}
-    latent_avg = obj.get("latent_avg")
-    for key, name in (("g_ema", "G_ema"), ("g", "G")):
-        if not isinstance(obj.get(key), dict):
-            continue
-        kwargs, sd = rosinality_generator(obj[key])
-        G = build_module("sgtrain.models.stylegan2.Generator", kwargs, f"{p} {key}")
-        fill = ("resample_filter",)
-        if isinstance(latent_avg, torch.Tensor):
-            sd["mapping.w_avg"] = latent_avg.reshape(-1)
-        else:
-            fill += ("mapping.w_avg",)
-        if not any(k.endswith("noise_const") for k in sd):
-            fill += ("noise_const",)
-            info["noise_const"] = "the checkpoint has no fixed noise buffers: noise_mode='const' uses fresh noise"
-        load_state_dict_checked(G, sd, f"{p} {key} (rosinality Generator)", fill_from_module=fill)
-        if not isinstance(latent_avg, torch.Tensor):
-            _estimate_w_avg(G)
-            info["w_avg"] = f"estimated as the mean of {W_AVG_SAMPLES} mapped z (seed 0): the file has no latent_avg"
-        out[name] = G.eval()
-    if isinstance(obj.get("d"), dict):
-        kwargs, sd = rosinality_discriminator(obj["d"])
-        D = build_module("sgtrain.models.stylegan2.Discriminator", kwargs, f"{p} d")
-        load_state_dict_checked(D, sd, f"{p} d (rosinality Discriminator)", fill_from_module=("resample_filter",))
-        out["D"] = D.eval()
-    if obj.get("ada_aug_p") is not None:
-        try:
-            out["augment_p"] = float(obj["ada_aug_p"])
-        except (TypeError, ValueError):
-            pass
-    args = obj.get("args")
-    if isinstance(args, argparse.Namespace):
-        args = vars(args)
-    if isinstance(args, dict):
-        info["args"] = {k: v for k, v in args.items() if _is_json_scalar(v)}
-    out["training_info"] = info
-    if "G_ema" not in out:
-        raise UnsupportedNetworkError(f"{p}: rosinality checkpoint without g_ema")
-    return out
-
-
-def _is_json_scalar(v: Any) -> bool:
-    return v is None or isinstance(v, (bool, int, float, str))

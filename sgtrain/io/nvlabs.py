@@ -14,7 +14,6 @@ Python numbers.
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from typing import Any
@@ -24,15 +23,10 @@ import torch
 
 from sgtrain.io.errors import NetworkFileError, UnsupportedNetworkError
 from sgtrain.io.safe_pickle import ForeignModuleRecord, PersistentRecord, collect_state_dict, iter_records
+from sgtrain.models.family import resolve
 
 __all__ = ["convert_nvlabs_snapshot", "jsonable", "record_to_module"]
 
-# Submodule classes that identify an NVlabs architecture (read from the pickle, never imported).
-_FAMILIES = {
-    ("Generator", "stylegan2"): {"SynthesisBlock", "SynthesisLayer", "ToRGBLayer", "MappingNetwork"},
-    ("Discriminator", "stylegan2"): {"DiscriminatorBlock", "DiscriminatorEpilogue"},
-    ("Generator", "stylegan3"): {"SynthesisInput", "SynthesisLayer", "MappingNetwork"},
-}
 _POSITIONAL = {
     "Generator": ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"),
     "Discriminator": ("c_dim", "img_resolution", "img_channels"),
@@ -60,24 +54,29 @@ def jsonable(v: Any) -> Any:
     raise TypeError(f"{type(v).__name__} value has no JSON form")
 
 
-def identify(record: PersistentRecord | ForeignModuleRecord) -> str:
-    """Architecture family (``'stylegan2'``, ``'stylegan3'``) of an NVlabs network record.
+def identify(record: PersistentRecord | ForeignModuleRecord) -> tuple[Any, str]:
+    """The family and the class path (``'sgtrain.models.stylegan2.networks.Generator'``) that rebuild an NVlabs
+    network record: the first registered family whose descriptor claims its class name (``Family.nvlabs_classes``)
+    and all of whose required submodule classes it holds (read from the pickle, never imported).
 
     Raises:
         UnsupportedNetworkError: the record is no NVlabs Generator/Discriminator that sgtrain knows; the message
             names its class and the classes inside it.
     """
+    from sgtrain.models.family import registered
+
     names = {rec.class_name for _, rec in iter_records(record)}
-    for (cls, family), needed in _FAMILIES.items():
+    claims = [(fam, cls, needed, target) for fam in registered().values() for cls, needed, target in fam.nvlabs_classes]
+    for fam, cls, needed, target in claims:
         if record.class_name == cls and needed <= names:
-            return family
+            return fam, target
     defined = record.source_classes() if isinstance(record, PersistentRecord) else []
     inner = sorted(names - {record.class_name})
+    known = "; ".join(f"{fam.display_name} {cls}" for fam, cls, _, _ in claims)
     raise UnsupportedNetworkError(
         f"unknown network architecture: class {record.class_name!r} with submodules {inner}"
         + (f" (its embedded source defines {defined})" if defined else "")
-        + "; sgtrain rebuilds NVlabs StyleGAN2 Generator/Discriminator (networks_stylegan2.py / networks.py) and "
-        "StyleGAN3 Generator (networks_stylegan3.py)"
+        + f"; sgtrain rebuilds NVlabs-style {known}"
     )
 
 
@@ -101,7 +100,7 @@ def record_to_module(record: Any, name: str = "network") -> torch.nn.Module:
         name: the snapshot entry (``'G_ema'``...) for error messages.
 
     Returns:
-        ``sgtrain.models.<family>.<class>`` in eval mode with NVlabs' weights and buffers, CPU float32.
+        the class the family's descriptor names, in eval mode with NVlabs' weights and buffers, CPU float32.
 
     Raises:
         UnsupportedNetworkError: unknown architecture, a family this sgtrain version lacks, keywords sgtrain's
@@ -109,22 +108,20 @@ def record_to_module(record: Any, name: str = "network") -> torch.nn.Module:
     """
     if not isinstance(record, PersistentRecord):
         raise UnsupportedNetworkError(f"{name} is a {type(record).__name__}, not an NVlabs persistent network")
-    family = identify(record)
+    family, target = identify(record)
     try:
-        models = importlib.import_module(f"sgtrain.models.{family}")
-        cls = getattr(models, record.class_name)
+        cls = resolve(target)
     except (ImportError, AttributeError) as e:
-        pretty = {"stylegan3": "StyleGAN3"}.get(family, family)
         raise UnsupportedNetworkError(
-            f"{name} is an NVlabs {pretty} {record.class_name} (networks_{family}.py), which this sgtrain version "
-            f"cannot build yet (sgtrain.models.{family}.{record.class_name} is missing: {e})"
+            f"{name} is an NVlabs {family.display_name} {record.class_name}, which this sgtrain version cannot build "
+            f"yet ({target} is missing: {e})"
         ) from e
     kwargs = _init_kwargs(record)
     try:
         module = cls(**kwargs)
     except TypeError as e:
         raise UnsupportedNetworkError(
-            f"{name}: sgtrain.models.{family}.{record.class_name} does not accept NVlabs' constructor arguments "
+            f"{name}: {target} does not accept NVlabs' constructor arguments "
             f"{kwargs}: {e}"
         ) from e
     others: list[str] = []

@@ -1,16 +1,19 @@
 """Portable network files: ``<stem>.safetensors`` (tensors) + ``<stem>.json`` (what to build).
 
 The safetensors file holds every network's ``state_dict()`` under a prefix (``G_ema.``, ``G.``, ``D.``), float
-tensors as saved (float32 for sgtrain's networks). The JSON holds, per network, the class
-(``sgtrain.models.<family>.<Generator|Discriminator>``) and its ``init_kwargs``, plus the sgtrain version and
+tensors as saved (float32 for sgtrain's networks). The JSON holds, per network, the import
+path of its class (``sgtrain.models.stylegan2.networks.Generator``, or a class of the user's own family package) and
+its ``init_kwargs``, plus the sgtrain version and
 training info (kimg, augment_p, ...). The same JSON is also stored in the safetensors metadata (key
-``sgtrain``), so a lone ``.safetensors`` still opens. Neither file can carry code: the class name is checked
-against ``sgtrain.models.*`` before anything is imported.
+``sgtrain``), so a lone ``.safetensors`` still opens. Neither file can carry code: the class path is checked
+against the trusted family packages before anything is imported (:func:`sgtrain.models.family.trusted_class`).
 
 JSON layout (``format_version`` 1)::
 
     {"format": "sgtrain-network", "format_version": 1, "sgtrain_version": "0.1.0",
-     "networks": {"G_ema": {"class": "sgtrain.models.stylegan2.Generator", "init_kwargs": {...}}, "G": ..., "D": ...},
+     "networks": {"G_ema": {"class": "sgtrain.models.stylegan2.networks.Generator", "family": "stylegan2",
+                            "init_kwargs": {...}},
+                  "G": ..., "D": ...},
      "augment_p": 0.12,                 # optional
      "training_info": {"kimg": 1200, ...}}
 """
@@ -20,7 +23,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ import sgtrain
 from sgtrain.io.atomic import atomic_write
 from sgtrain.io.errors import NetworkFileError, UnsupportedNetworkError
 from sgtrain.io.nvlabs import jsonable, load_state_dict_checked
+from sgtrain.models.family import family_of, registered, resolve, trusted_class
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "build_module", "load_portable", "network_header", "portable_paths",
            "save_network"]
@@ -39,7 +42,6 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "build_module", "load_portable", "network
 FORMAT = "sgtrain-network"
 FORMAT_VERSION = 1
 NETWORK_NAMES = ("G_ema", "G", "D")
-_CLASS_RE = re.compile(r"^sgtrain\.models\.([a-z_][a-z0-9_]*)\.(Generator|Discriminator)$")
 
 
 def portable_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -51,10 +53,16 @@ def portable_paths(path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def class_name(module: torch.nn.Module) -> str:
+    """The import path recorded for ``module``'s class (``'sgtrain.models.stylegan2.networks.Generator'``, or a
+    family of the user's own package): a class of a family package (one defining ``FAMILY``).
+
+    Raises:
+        TypeError: a class of no family, or a module without an ``init_kwargs`` dict.
+    """
     name = f"{type(module).__module__}.{type(module).__qualname__}"
-    if not _CLASS_RE.match(name):
-        raise TypeError(f"cannot save a {name} in a portable network file: only sgtrain.models.<family>."
-                        "Generator / Discriminator can be rebuilt from one")
+    if family_of(module) is None or "<" in name:
+        raise TypeError(f"cannot save a {name} in a portable network file: only a network class of a family package "
+                        "(one whose __init__ defines FAMILY = sgtrain.models.family.Family(...)) can be rebuilt")
     if not isinstance(getattr(module, "init_kwargs", None), dict):
         raise TypeError(f"{name} has no init_kwargs dict: the portable file could not rebuild it")
     return name
@@ -78,7 +86,7 @@ def network_header(G_ema: torch.nn.Module, G: torch.nn.Module | None = None, D: 
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "sgtrain_version": sgtrain.__version__,
-        "networks": {k: {"class": class_name(m), "init_kwargs": jsonable(m.init_kwargs)}
+        "networks": {k: {"class": class_name(m), "family": family_of(m).name, "init_kwargs": jsonable(m.init_kwargs)}
                      for k, m in nets.items() if m is not None},
     }
     if augment_p is not None:
@@ -122,21 +130,35 @@ def _atomic(dest: Path, write) -> None:
     atomic_write(dest, write)  # with the umask's permissions (tempfile.mkstemp would give 0600)
 
 
-def build_module(cls_name: str, init_kwargs: dict[str, Any], what: str) -> torch.nn.Module:
-    """Construct ``sgtrain.models.<family>.<Generator|Discriminator>(**init_kwargs)``; other names are refused.
+def build_module(cls_name: str, init_kwargs: dict[str, Any], what: str, family: str | None = None) -> torch.nn.Module:
+    """Construct the network class named ``cls_name`` (an import path read from a file) with ``init_kwargs``; a
+    class that moved since is found in the package of its ``family`` (the name recorded beside it).
+
+    Only a class of a family package is built, and only a trusted package is imported
+    (:func:`sgtrain.models.family.trusted_class`: ``sgtrain.models.*``, families already imported, packages in
+    ``SGTRAIN_FAMILIES``); files of sgtrain <= this change name ``sgtrain.models.<family>.<class>``, which the
+    family packages still export.
 
     Raises:
-        UnsupportedNetworkError: a class name outside ``sgtrain.models.*.{Generator,Discriminator}``, a family
-            this sgtrain version lacks, or keywords the class does not take.
+        UnsupportedNetworkError: an untrusted or unknown class, a class of no family, or keywords the class does
+            not take.
     """
-    m = _CLASS_RE.match(str(cls_name))
-    if not m:
-        raise UnsupportedNetworkError(f"{what}: class {cls_name!r} is not an sgtrain network class "
-                                      "(sgtrain.models.<family>.Generator / Discriminator)")
+    cls_name = str(cls_name)
+    if not trusted_class(cls_name):
+        top = cls_name.split(".")[0]
+        raise UnsupportedNetworkError(
+            f"{what}: class {cls_name!r} is not in sgtrain.models nor in a family package you trust; if you trust the "
+            f"package {top!r}, name it in SGTRAIN_FAMILIES (export SGTRAIN_FAMILIES={top}) or import it first")
     try:
-        cls = getattr(importlib.import_module(f"sgtrain.models.{m.group(1)}"), m.group(2))
+        cls = resolve(cls_name)
     except (ImportError, AttributeError) as e:
-        raise UnsupportedNetworkError(f"{what}: {cls_name} does not exist in this sgtrain version: {e}") from e
+        # the class moved since the file was written: its family package (which exports its networks) still has it
+        fam = registered().get(str(family)) if family else None
+        cls = getattr(importlib.import_module(fam.package), cls_name.rpartition(".")[2], None) if fam else None
+        if cls is None:
+            raise UnsupportedNetworkError(f"{what}: {cls_name} does not exist in this sgtrain version: {e}") from e
+    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)) or family_of(cls) is None:
+        raise UnsupportedNetworkError(f"{what}: {cls_name} is not a network class of a family package")
     if not isinstance(init_kwargs, dict):
         raise NetworkFileError(f"{what}: init_kwargs is not a JSON object")
     try:
@@ -177,7 +199,7 @@ def modules_from_header(header: dict[str, Any], tensors: dict[str, torch.Tensor]
         spec = nets.get(name)
         if spec is None:
             continue
-        module = build_module(spec.get("class"), spec.get("init_kwargs"), f"{what} {name}")
+        module = build_module(spec.get("class"), spec.get("init_kwargs"), f"{what} {name}", spec.get("family"))
         prefix = f"{name}."
         sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         load_state_dict_checked(module, sd, f"{what} {name}")

@@ -13,7 +13,6 @@ A converter is a function ``convert(record, what) -> torch.nn.Module`` (module i
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any
 
@@ -21,20 +20,16 @@ import torch
 
 from sgtrain.io.errors import NetworkFileError, UnsupportedNetworkError
 from sgtrain.io.safe_pickle import TFNetworkRecord
+from sgtrain.models.family import resolve
 
-__all__ = ["TF_BUILD_FUNCS", "convert_tf_network", "convert_tf_snapshot", "is_tf_snapshot"]
+__all__ = ["convert_tf_network", "convert_tf_snapshot", "is_tf_snapshot", "tf_build_funcs"]
 
-# Build function short name -> (module under sgtrain.io that converts it, family name for messages).
-TF_BUILD_FUNCS: dict[str, tuple[str, str]] = {
-    "G_paper": ("tf_progan", "ProGAN"),  # progressive_growing_of_gans networks.py / stylegan networks_progan.py
-    "D_paper": ("tf_progan", "ProGAN"),
-    "G_style": ("tf_stylegan", "StyleGAN"),  # stylegan networks_stylegan.py
-    "D_basic": ("tf_stylegan", "StyleGAN"),
-    "G_main": ("tf_stylegan2", "StyleGAN2-TF"),  # stylegan2 networks_stylegan2.py
-    "D_stylegan2": ("tf_stylegan2", "StyleGAN2-TF"),
-    "D_stylegan": ("tf_stylegan2", "StyleGAN2-TF"),
-    "D_main": ("tf_stylegan2", "StyleGAN2-TF"),  # stylegan2-ada (TF) networks.py; its G is G_main too
-}
+def tf_build_funcs() -> dict[str, tuple[str, str]]:
+    """TF build function short name (``'G_main'``) -> (``'module:function'`` converting it, the family's name), as
+    the registered families' descriptors claim them (``Family.tf_builds``)."""
+    from sgtrain.models.family import registered
+
+    return {func: (conv, fam.display_name) for fam in registered().values() for func, conv in fam.tf_builds.items()}
 
 
 def is_tf_snapshot(obj: Any) -> bool:
@@ -58,22 +53,23 @@ def convert_tf_network(record: TFNetworkRecord, what: str = "network") -> torch.
         UnsupportedNetworkError: a build function sgtrain has no converter for (the message names it), or keywords /
             variables the converter cannot map.
     """
-    entry = TF_BUILD_FUNCS.get(record.func)
+    funcs = tf_build_funcs()
+    entry = funcs.get(record.func)
     if entry is None:
-        known = ", ".join(sorted(TF_BUILD_FUNCS))
+        known = ", ".join(sorted(funcs))
         raise UnsupportedNetworkError(
             f"{what}: TensorFlow network built by {record.build_func_name!r}, which sgtrain cannot rebuild "
             f"(known build functions: {known})"
         )
-    module_name, family = entry
+    converter, family = entry
     try:
-        conv = importlib.import_module(f"sgtrain.io.{module_name}")
-    except ImportError as e:
+        convert = resolve(converter)
+    except (ImportError, AttributeError) as e:
         raise UnsupportedNetworkError(
             f"{what}: an NVlabs {family} TensorFlow network ({record.build_func_name}), which this sgtrain version "
-            f"cannot open yet (sgtrain.io.{module_name} is missing)"
+            f"cannot open yet ({converter} is missing)"
         ) from e
-    return conv.convert(record, what).eval()
+    return convert(record, what).eval()
 
 
 def convert_tf_snapshot(obj: Any, path: str | os.PathLike | None = None) -> dict[str, Any]:

@@ -15,7 +15,9 @@ import numpy as np
 import torch
 
 __all__ = [
+    "family_name",
     "parse_range",
+    "require_w",
     "parse_grid",
     "resolve_device",
     "load_generator",
@@ -271,3 +273,24 @@ def save_ws(path: str | os.PathLike, ws: torch.Tensor, **extra: np.ndarray) -> N
     """Write latents [N, num_ws, w_dim] to ``path`` as ``.npz`` with key ``'w'`` (NVlabs' projected_w layout)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     np.savez(path, w=ws.detach().cpu().numpy().astype(np.float32), **extra)
+
+
+def family_name(G: torch.nn.Module) -> str:
+    """A readable name of the generator's family for messages: 'StyleGAN2', 'ProGAN', ... (its descriptor's
+    ``display_name``; else the class name)."""
+    from sgtrain.models.family import family_of
+
+    family = family_of(G)
+    return family.display_name if family is not None else type(G).__name__
+
+
+def require_w(G: torch.nn.Module, what: str) -> None:
+    """Raise a clear ValueError when ``G`` has no W space (``mapping``, ``synthesis``, ``num_ws``, ``w_dim``), e.g.
+    ``"this network has no W space (ProGAN): style mixing needs a style-based generator (StyleGAN, ...)"``."""
+    if all(hasattr(G, a) for a in ("mapping", "synthesis", "num_ws", "w_dim")):
+        return
+    from sgtrain.models.family import registered
+
+    with_w = ", ".join(f.display_name for f in registered().values() if f.w_space)
+    raise ValueError(f"this network has no W space ({family_name(G)}): {what} needs a style-based generator "
+                     f"({with_w})")

@@ -57,7 +57,7 @@ def affine_layers(G: torch.nn.Module) -> list[tuple[int, str, torch.Tensor]]:
         ValueError: no affine layers found (e.g. a network without W space: ProGAN, DCGAN).
     """
     if not hasattr(G, "synthesis"):
-        from sgtrain.latent.studio import require_w
+        from sgtrain.latent.common import require_w
 
         require_w(G, "SeFa (closed-form directions of the style affine layers)")
     found = []
@@ -199,7 +199,7 @@ def _check_space(G: torch.nn.Module, space: str) -> None:
     if space not in SPACES:
         raise ValueError(f"space '{space}' unknown: use z, w or w+")
     if space not in latent_spaces(G):
-        from sgtrain.latent.studio import family_name
+        from sgtrain.latent.common import family_name
 
         raise ValueError(f"this network ({family_name(G)}) has no mapping network, so no W / W+ space: "
                          "use space z")
@@ -813,7 +813,7 @@ def direction_video(
     Returns:
         The number of frames written.
     """
-    from sgtrain.latent.interpolate import VideoWriter
+    from sgtrain.latent.video import VideoWriter
 
     n = (z if z is not None else ws).shape[0]
     rows, cols = grid or (1, n)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from sgtrain.errors import UserError
 from sgtrain.latent.blend import blend_ws, mean_ws, parse_layer_spec
 from sgtrain.latent.common import (
     load_generator,
@@ -87,7 +88,7 @@ _LATENT_STEPS = ("sample", "load", "mix", "project", "direction")
 _NAME = re.compile(r"[A-Za-z_]\w*")
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError, ValueError):
     """A recipe that cannot run: unknown step type or key, a reference to no earlier step, a bad value."""
 
 

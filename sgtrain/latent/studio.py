@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from sgtrain.latent.common import make_labels, seeds_to_z, to_uint8
+from sgtrain.latent.common import family_name, make_labels, require_w, seeds_to_z, to_uint8
 from sgtrain.latent.directions import edit_ws, load_directions
 
 __all__ = [
@@ -38,16 +38,6 @@ __all__ = [
     "read_directions",
     "apply_direction",
 ]
-
-_FAMILY_NAMES = {"dcgan": "DCGAN", "progan": "ProGAN", "stylegan": "StyleGAN", "stylegan1": "StyleGAN",
-                 "stylegan2": "StyleGAN2", "stylegan3": "StyleGAN3"}
-
-
-def family_name(G: torch.nn.Module) -> str:
-    """A readable name of the generator's family for messages: 'StyleGAN2', 'ProGAN', ... (else the class name)."""
-    module = type(G).__module__.rsplit(".", 1)[-1].lower()
-    return _FAMILY_NAMES.get(module, type(G).__name__)
-
 
 @dataclass
 class NetworkCaps:
@@ -98,14 +88,6 @@ def capabilities(G: torch.nn.Module) -> NetworkCaps:
                        noise_layers=noise_layers, transform=transform)
 
 
-def require_w(G: torch.nn.Module, what: str) -> None:
-    """Raise a clear ValueError when ``G`` has no W space, e.g.
-    ``"this network has no W space (ProGAN): style mixing needs a style-based generator"``."""
-    if not capabilities(G).w_space:
-        raise ValueError(f"this network has no W space ({family_name(G)}): {what} needs a style-based generator "
-                         "(StyleGAN, StyleGAN2, StyleGAN3)")
-
-
 def layer_groups(num_ws: int, img_resolution: int) -> list[tuple[str, list[int]]]:
     """The ws layers grouped by the resolution they act on, for a per-layer view.
 
@@ -128,7 +110,7 @@ def make_transform(translate: Sequence[float] = (0.0, 0.0), angle: float = 0.0) 
     ``G.synthesis.input.transform`` (as NVlabs' gen_images.py does) to move the picture by this transform; it is
     :func:`sgtrain.models.stylegan3.make_transform`, and :func:`sgtrain.models.stylegan3.input_transform` is the
     inverse."""
-    from sgtrain.models.stylegan3 import make_transform as _make_transform
+    from sgtrain.nn.misc import make_transform as _make_transform
 
     return _make_transform(translate, angle)
 

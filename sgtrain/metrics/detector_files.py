@@ -12,6 +12,8 @@ import os
 import tempfile
 from dataclasses import dataclass
 
+from sgtrain.errors import UserError
+
 __all__ = [
     "DETECTORS",
     "DetectorInfo",
@@ -54,7 +56,7 @@ DETECTORS: dict[str, DetectorInfo] = {
 }
 
 
-class DetectorNotFoundError(FileNotFoundError):
+class DetectorNotFoundError(UserError, FileNotFoundError):
     """No file of the feature network a metric needs: the message names the file, its URL and the option."""
 
 

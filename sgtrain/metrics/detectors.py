@@ -30,7 +30,7 @@ File formats (recognised by content, not by name):
   is taken out and given to ``torch.jit.load``. A pickle without such a payload is refused, naming the globals it
   would have imported. TorchScript code runs in the TorchScript interpreter, which has no access to Python's
   modules, so loading an archive executes no Python code from the file.
-- for PPL only, a torchvision-format VGG16 state dict (``sgtrain.latent.project.load_vgg16``; unit-weight LPIPS,
+- for PPL only, a torchvision-format VGG16 state dict (``sgtrain.metrics.vgg16.load_vgg16``; unit-weight LPIPS,
   which does not give NVlabs' numbers).
 """
 
@@ -44,6 +44,7 @@ from typing import Any
 
 import torch
 
+from sgtrain.errors import UserError
 from sgtrain.metrics.detector_files import (
     DETECTORS,
     DetectorInfo,
@@ -73,7 +74,7 @@ __all__ = [
 ]
 
 
-class DetectorFormatError(ValueError):
+class DetectorFormatError(UserError, ValueError):
     """A feature-network file that is neither a TorchScript archive nor a pickle carrying one."""
 
 
@@ -202,7 +203,7 @@ def load_detector(path: str | os.PathLike, device: str | torch.device = "cpu",
         path: TorchScript archive, a pickle carrying one (NVlabs' ``.pkl``), or, with ``allow_vgg_state_dict``, a
             torchvision VGG16 state dict (PPL only).
         device: where the network runs.
-        allow_vgg_state_dict: accept a torchvision VGG16 state dict (through ``sgtrain.latent.project.load_vgg16``).
+        allow_vgg_state_dict: accept a torchvision VGG16 state dict (through ``sgtrain.metrics.vgg16.load_vgg16``).
 
     Returns:
         A :class:`FeatureDetector`; the same object for the same file and device on later calls.
@@ -256,6 +257,6 @@ def load_detector(path: str | os.PathLike, device: str | torch.device = "cpu",
 
 
 def _vgg_state_dict(path: str, device: torch.device) -> Any:
-    from sgtrain.latent.project import load_vgg16
+    from sgtrain.metrics.vgg16 import load_vgg16
 
     return load_vgg16(path, device=device)

@@ -1,1 +1,4 @@
-"""Network families. ``sgtrain.models.stylegan2``: StyleGAN2 Generator / Discriminator with NVlabs' keys."""
+"""Network families, one folder each (``sgtrain.models.<family>``: networks, loss, file readers, ``FAMILY``).
+
+:mod:`sgtrain.models.family` is the seam: the :class:`~sgtrain.models.family.Family` descriptor and the registry.
+"""

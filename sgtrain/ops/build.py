@@ -50,6 +50,8 @@ from typing import Any
 
 import torch
 
+from sgtrain.errors import SgtrainError
+
 __all__ = [
     "BuildError",
     "CSRC_DIR",
@@ -77,7 +79,7 @@ MARKER_NAME = "build.json"
 FAILURE_NAME = "failed.json"
 
 
-class BuildError(RuntimeError):
+class BuildError(SgtrainError, RuntimeError):
     """The fused ops could not be built or loaded; the message says why and what to do."""
 
 

@@ -213,6 +213,16 @@ class _ConvGradWeight(torch.autograd.Function):
         return d_g, d_x, None, None, None
 
 
+def _autocast(*tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    # The operands cast as autocast casts F.conv2d's, outside the Function so that the casts are in the graph (the
+    # Functions' backward then sees one dtype, and double backward reaches the float32 parameters).
+    device = tensors[0].device.type
+    if not torch.is_autocast_enabled(device):
+        return tensors
+    dtype = torch.get_autocast_dtype(device)
+    return tuple(t.to(dtype) if t is not None and t.is_floating_point() else t for t in tensors)
+
+
 def conv2d(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -241,7 +251,7 @@ def conv2d(
                  int(groups))  # fmt: skip
     if not _records_graph(input, weight, bias):
         return _conv(input, weight, bias, spec)
-    return _Conv.apply(input, weight, bias, spec)
+    return _Conv.apply(*_autocast(input, weight, bias), spec)
 
 
 def conv_transpose2d(
@@ -273,4 +283,4 @@ def conv_transpose2d(
                  _pair(output_padding, "output_padding"), int(groups))  # fmt: skip
     if not _records_graph(input, weight, bias):
         return _conv(input, weight, bias, spec)
-    return _Conv.apply(input, weight, bias, spec)
+    return _Conv.apply(*_autocast(input, weight, bias), spec)

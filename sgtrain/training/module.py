@@ -37,11 +37,13 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
-from sgtrain.augment import AdaController
-from sgtrain.losses import GANLoss, lazy_regularization
+from sgtrain.core.augment import AdaController
+from sgtrain.core.batches import check_batches
+from sgtrain.core.loss import GANLoss, lazy_regularization
+from sgtrain.core.schedule import ProgressiveSchedule, SchedulePoint, process_reals, set_lod
+from sgtrain.models.family import family_of
 
 from .cluster import gather_objects, gather_rng_states, restore_rng_state, seed_all
-from .schedule import ProgressiveSchedule, SchedulePoint, process_reals, set_lod
 
 _RANK_LOCAL = re.compile(r"(.*\.)?([^.]+_(avg|ema)|running_mean|running_var|num_batches_tracked)")
 
@@ -84,9 +86,9 @@ class GANModule(L.LightningModule):
 
     - networks: ``G(z, c, **kw)`` with attributes ``z_dim`` and ``c_dim``; ``D(img, c, **kw) -> [N, 1]``; a
       network that grows progressively keeps its level of detail in buffers named ``lod`` (set here every iteration);
-    - the loss: a :class:`sgtrain.losses.GANLoss` built by ``loss(G=..., D=..., augment_pipe=...)``;
+    - the loss: a :class:`sgtrain.core.loss.GANLoss` built by ``loss(G=..., D=..., augment_pipe=...)``;
     - the schedule: None (fixed minibatch and learning rates) or a
-      :class:`~sgtrain.training.schedule.ProgressiveSchedule` (lod, minibatch and learning rates per resolution, Adam
+      :class:`~sgtrain.core.schedule.ProgressiveSchedule` (lod, minibatch and learning rates per resolution, Adam
       reset when new layers enter, reals faded to the current lod).
 
     Args:
@@ -99,8 +101,9 @@ class GANModule(L.LightningModule):
             et al. 2020, ADA, section 3; NVlabs 0.6); None = fixed p.
         ada_interval: iterations between adjustments of p (NVlabs 4).
         ada_kimg: kimg over which p may change by one (NVlabs 500).
-        freeze_mapping: fine-tuning: the first this many mapping layers of G (``mapping.fc<i>``) keep their weights
-            (not optimised). Freeze-D is a discriminator keyword (StyleGAN2/3: ``block_kwargs.freeze_layers``).
+        freeze_mapping: fine-tuning: the first this many mapping layers of G (its family descriptor's
+            ``mapping_layer``) keep their weights (not optimised). Freeze-D is a discriminator keyword (StyleGAN2/3:
+            ``block_kwargs.freeze_layers``).
         ddp_check_kimg: under DDP, compare parameters across ranks (``ddp_param_max_diff`` in metrics.jsonl) at the
             ticks that cross a multiple of this many kimg (and the last); None = at every tick.
         batch: global batch (all ranks together), images per iteration; the base minibatch of a schedule.
@@ -154,8 +157,7 @@ class GANModule(L.LightningModule):
         self.save_hyperparameters(ignore=["G", "D", "loss", "schedule", "augment_pipe"])
         self.automatic_optimization = False
         # Freeze-D of a D that keeps frozen layers as parameters (StyleGAN's): those built with requires_grad off
-        self.frozen_D = ({name for name, p in D.named_parameters() if not p.requires_grad}
-                         if getattr(D, "freeze_layers", 0) else set())
+        self.frozen_D = {name for name, p in D.named_parameters() if not p.requires_grad}
         self.G = G.train().requires_grad_(False)
         self.D = D.train().requires_grad_(False)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
@@ -164,10 +166,10 @@ class GANModule(L.LightningModule):
                     if augment_pipe is not None and ada_target is not None else None)
         self.loss = loss(G=self.G, D=self.D, augment_pipe=augment_pipe)
         self.schedule = schedule
-        self.frozen = {name for name, _ in self.G.named_parameters()
-                       if any(name.startswith(f"mapping.fc{i}.") for i in range(int(freeze_mapping)))}
+        family = family_of(self.G)
+        self.frozen = family.mapping_layers(self.G, int(freeze_mapping)) if family is not None else set()
         if freeze_mapping and not self.frozen:
-            raise ValueError(f"freeze_mapping={freeze_mapping}: this generator has no mapping layers (mapping.fc<i>)")
+            raise ValueError(f"freeze_mapping={freeze_mapping}: this generator has no mapping layers")
         self.batch = int(batch)
         self.batch_gpu = batch_gpu
         self.loader_batch = loader_batch
@@ -272,16 +274,8 @@ class GANModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         minibatches = ([self.batch] if self.schedule is None else
                        self.schedule.minibatches(int(self.G.img_resolution), self.batch, self.world))
-        for mb in minibatches:
-            if mb < self.world or mb % self.world != 0:
-                raise ValueError(f"a minibatch of {mb} images cannot be split over {self.world} processes "
-                                 f"(train.batch / schedule.minibatch_dict)")
-            per = mb // self.world
-            rs = min(self.batch_gpu or per, per)
-            if per % rs != 0:
-                raise ValueError(f"train.batch_gpu={self.batch_gpu} does not divide the per-device batch {per}")
-            if self.loader_batch and per % self.loader_batch != 0:
-                raise ValueError(f"the loader batch {self.loader_batch} does not divide the per-device batch {per}")
+        check_batches(minibatches, self.world, self.batch_gpu, self.loader_batch,
+                      what="train.batch" if self.schedule is None else "train.batch / schedule.minibatch_dict")
 
     def on_train_start(self) -> None:
         states, self._pending_loss_state = self._pending_loss_state, None

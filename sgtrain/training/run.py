@@ -15,12 +15,21 @@ import sys
 import time
 import warnings
 import zipfile
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from .cluster import RequeueOnSignal, cluster_plugins, ddp_job_scope, env_global_rank
-from .config import ConfigError, build_schedule, minibatches_of, unknown_key_error, validate_config, world_size_of
+from .config import (
+    ConfigError,
+    build_schedule,
+    config_family,
+    minibatches_of,
+    unknown_key_error,
+    validate_config,
+    world_size_of,
+)
 
 
 def resolve_run_dir(cfg: DictConfig) -> str:
@@ -142,7 +151,9 @@ def build_networks(cfg: DictConfig) -> tuple[Any, Any]:
 
 def transfer_learning_settings(cfg: DictConfig) -> list[str]:
     """NVlabs' settings for a run that starts from a trained network (``train.resume_from``), applied to ``cfg``:
-    no EMA ramp-up, ADA adjusting p over 100 kimg instead of 500, no ramp of D's input blur. Returns what changed."""
+    no EMA ramp-up, ADA adjusting p over 100 kimg instead of 500, then the family's own (its descriptor's
+    ``transfer_settings``: StyleGAN2/3 no ramp of D's input blur, a progressive family at full resolution). Returns
+    what changed."""
     from omegaconf import open_dict
 
     changed = []
@@ -153,18 +164,9 @@ def transfer_learning_settings(cfg: DictConfig) -> list[str]:
         if cfg.augment.mode == "ada" and cfg.augment.ada_kimg != 100:
             cfg.augment.ada_kimg = 100
             changed.append("augment.ada_kimg=100")
-        if cfg.loss.get("blur_init_sigma"):
-            cfg.loss.blur_init_sigma = 0
-            changed.append("loss.blur_init_sigma=0")
-        sched = cfg.get("schedule")
-        res = OmegaConf.select(cfg, "model.G.resolution")
-        if (sched is not None and "lod_initial_resolution" in sched and not float(cfg.train.resume_kimg)
-                and res is not None and int(sched.lod_initial_resolution) != int(res)):
-            # a progressive family fine-tunes the grown network at full resolution; NVlabs' TF code would regrow it
-            # from lod_initial_resolution unless resume_kimg is set, which a user passes to continue growing
-            sched.lod_initial_resolution = int(res)
-            changed.append(f"schedule.lod_initial_resolution={int(res)} (full resolution; set train.resume_kimg to "
-                           f"follow the growing schedule from that kimg instead)")
+    family = config_family(cfg)
+    if family is not None and family.transfer_settings is not None:
+        changed += family.transfer_settings(cfg)
     return changed
 
 
@@ -215,21 +217,25 @@ def init_from_network(module: Any, path: str, cfg: DictConfig, verbose: bool = T
 
 
 def check_capabilities(cfg: DictConfig, G: Any) -> None:
-    """What the training options ask of the generator that only the built network can answer.
+    """What the training options ask of the generator that only its family's descriptor can answer.
 
     Raises:
         ConfigError: ``train.freeze_mapping`` on a generator without mapping layers (ProGAN, DCGAN), or an
             equivariance metric (``eqt*``/``eqr*``) on a generator without an input transform (all but StyleGAN3).
     """
-    family = cfg.model.get("name")
-    if cfg.train.freeze_mapping and not any(n.startswith("mapping.fc") for n, _ in G.named_parameters()):
-        raise ConfigError(f"train.freeze_mapping={cfg.train.freeze_mapping}: model={family} has no mapping layers; "
-                          "use it with a style-based family (stylegan, stylegan2, stylegan3_t/_r)")
+    from sgtrain.models.family import family_of, registered
+
+    family = family_of(G)
+    name = family.display_name if family is not None else type(G).__qualname__
+    if cfg.train.freeze_mapping and (family is None or not family.mapping_layers(G, cfg.train.freeze_mapping)):
+        with_mapping = ", ".join(f.name for f in registered().values() if f.mapping_layer)
+        raise ConfigError(f"train.freeze_mapping={cfg.train.freeze_mapping}: {name} has no mapping layers; "
+                          f"use it with a style-based family ({with_mapping})")
     eq = [m for m in cfg.train.metrics or [] if str(m).startswith("eq")]
-    has_transform = hasattr(getattr(getattr(G, "synthesis", None), "input", None), "transform")
-    if eq and not has_transform:
+    if eq and (family is None or not family.input_transform):
+        with_transform = ", ".join(f.name for f in registered().values() if f.input_transform)
         raise ConfigError(f"train.metrics: {eq} measure equivariance to translating/rotating the synthesis input, "
-                          f"which only StyleGAN3 has (model={family}); use model=stylegan3_t or stylegan3_r")
+                          f"which {name} does not have; families with one: {with_transform}")
 
 
 def loss_factory(cfg: DictConfig) -> Any:
@@ -245,6 +251,98 @@ def loader_batch_size(cfg: DictConfig, world: int, resolution: int) -> int:
     until an iteration's minibatch is complete)."""
     sizes = [mb // world for mb in minibatches_of(cfg, world, resolution)]
     return math.gcd(*sizes)
+
+
+def build_augment_pipe(cfg: DictConfig) -> Any:
+    """The augmentation pipe of ``cfg.augment`` (``augpipe`` at probability ``p``, ``kwargs`` overriding its
+    strengths), or None for ``augment.mode=none``. ADA's controller is the module's (``augment.mode=ada``)."""
+    a = cfg.augment
+    if a.mode == "none":
+        return None
+    from sgtrain.core.augment import augment_pipe
+
+    return augment_pipe(a.augpipe, p=a.p, **OmegaConf.to_container(a.kwargs, resolve=True))
+
+
+@dataclass
+class TrainingParts:
+    """What ``sgtrain-train`` builds from a composed config before the data, the callbacks and the Trainer.
+
+    Attributes:
+        G: the family's generator (``model.G``); the same object as ``module.G``.
+        D: the family's discriminator (``model.D``); the same object as ``module.D``.
+        loss: ``loss(G=, D=, augment_pipe=) -> GANLoss`` (``cfg.loss``, partially applied); ``module.loss`` is one
+            built from it.
+        schedule: the progressive schedule of ``cfg.schedule``, or None (fixed resolution and minibatch).
+        augment_pipe: the augmentation pipe (``augment.mode`` fixed or ada), or None.
+        module: the GANModule that trains G and D (optimizers, phases, G_ema, kimg counter, ADA controller).
+        world: processes the global batch is split over (``trainer.devices`` x ``trainer.num_nodes``).
+        loader_batch: images per datamodule batch on each rank.
+        per_device: images per iteration on each rank at the final resolution.
+    """
+
+    G: Any
+    D: Any
+    loss: Any
+    schedule: Any
+    augment_pipe: Any
+    module: Any
+    world: int
+    loader_batch: int
+    per_device: int
+
+
+#: Schema fields whose GANModule keyword has another name (the field is the user's word, the keyword the module's).
+MODULE_RENAMED = {"train.kimg": "total_kimg", "train.snap_kimg": "ddp_check_kimg"}
+
+
+def module_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """GANModule's keywords from ``cfg.train`` and ``cfg.augment``, taken by name: every schema field that
+    GANModule's constructor takes is passed under its own name, so a new training knob is one schema field and the
+    keyword of the code that uses it, with nothing copied here (:data:`MODULE_RENAMED` for the two that differ).
+    ADA's target is passed only with ``augment.mode=ada`` (otherwise p stays fixed)."""
+    import inspect
+
+    from .module import GANModule
+
+    params = set(inspect.signature(GANModule.__init__).parameters)
+    groups = {g: OmegaConf.to_container(cfg[g], resolve=True) for g in ("train", "augment")}
+    kw = {k: v for g in groups.values() for k, v in g.items() if k in params}
+    kw.update({dst: groups[src.split(".")[0]][src.split(".")[1]] for src, dst in MODULE_RENAMED.items()})
+    kw["betas"] = tuple(kw["betas"])
+    if cfg.augment.mode != "ada":
+        kw["ada_target"] = None
+    return kw
+
+
+def build_training(cfg: DictConfig, world: int | None = None) -> TrainingParts:
+    """The one build step of ``sgtrain-train``: networks, loss, schedule, augment pipe and GANModule from ``cfg``.
+
+    :func:`train` calls it, and so do the benchmark scripts, so that they time what training runs. Call
+    :func:`~sgtrain.training.config.validate_config` first, and seed first for reproducible weights (train seeds
+    ``train.seed`` with ``lightning.seed_everything``); nothing is read from the data or written.
+
+    Args:
+        cfg: a composed ``sgtrain-train`` config (``sgtrain.training.config.compose`` or the Hydra app).
+        world: processes the batch is split over; None = from ``cfg.trainer`` (:func:`world_size_of`).
+    Raises:
+        ConfigError: a keyword a network class does not take or a class that cannot be built (the key named), an
+            option the built generator cannot serve (:func:`check_capabilities`), batch sizes that do not divide.
+    """
+    from .module import GANModule
+
+    world = world_size_of(cfg) if world is None else int(world)
+    G, D = build_networks(cfg)
+    check_capabilities(cfg, G)
+    resolution = int(G.img_resolution)
+    loader_batch = loader_batch_size(cfg, world, resolution)
+    per_device = minibatches_of(cfg, world, resolution)[-1] // world
+    pipe = build_augment_pipe(cfg)
+    loss, schedule = loss_factory(cfg), build_schedule(cfg)
+    module = GANModule(G=G, D=D, loss=loss, schedule=schedule, augment_pipe=pipe, loader_batch=loader_batch,
+                       **module_kwargs(cfg))
+    return TrainingParts(G=G, D=D, loss=loss, schedule=schedule, augment_pipe=pipe, module=module, world=world,
+                         loader_batch=loader_batch, per_device=per_device)
 
 
 def read_reals(datamodule: Any, n: int, seed: int = 0) -> tuple[Any, Any]:
@@ -361,7 +459,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         clean_stale_temporaries,
     )
     from .ddp import GANDDPStrategy
-    from .module import GANModule
 
     _quiet_warnings()
     if cfg.trainer.threads:
@@ -369,8 +466,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     torch.backends.cuda.matmul.allow_tf32 = bool(cfg.trainer.tf32)  # NVlabs: off (exact R1 / path length numbers)
     torch.backends.cudnn.allow_tf32 = bool(cfg.trainer.tf32)
     L.seed_everything(int(cfg.train.seed), workers=True, verbose=False)
-    G, D = build_networks(cfg)  # before anything is written: a keyword the networks refuse is a config error
-    check_capabilities(cfg, G)
+    parts = build_training(cfg, world)  # before anything is written: a keyword the networks refuse is a config error
+    module = parts.module
     rank0 = _is_rank_zero()
     os.makedirs(run_dir, exist_ok=True)
     os.environ["SGTRAIN_RUN_DIR"] = run_dir  # DDP children are started with run.dir=<this>
@@ -395,7 +492,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             print(resolved)
 
     t = cfg.train
-    loader_batch = loader_batch_size(cfg, world, int(G.img_resolution))
+    loader_batch = parts.loader_batch
     on_cuda = cfg.trainer.accelerator in ("gpu", "cuda") or (cfg.trainer.accelerator == "auto"
                                                               and torch.cuda.is_available())
     workers = cfg.dataset.num_workers
@@ -407,21 +504,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         shuffle_buffer=cfg.dataset.shuffle, seed=cfg.train.seed, pin_memory=pin,
         use_labels=cfg.dataset.cond is not False,
     )
-    per_device = minibatches_of(cfg, world, int(G.img_resolution))[-1] // world
-    a = cfg.augment
-    pipe = None
-    if a.mode != "none":
-        from sgtrain.augment import augment_pipe
-
-        pipe = augment_pipe(a.augpipe, p=a.p, **OmegaConf.to_container(a.kwargs, resolve=True))
-    module = GANModule(
-        G=G, D=D, loss=loss_factory(cfg), schedule=build_schedule(cfg), augment_pipe=pipe,
-        ada_target=a.ada_target if a.mode == "ada" else None, ada_interval=a.ada_interval, ada_kimg=a.ada_kimg,
-        batch=t.batch, batch_gpu=t.batch_gpu, G_lr=t.G_lr, D_lr=t.D_lr, betas=tuple(t.betas), eps=t.eps,
-        G_reg_interval=t.G_reg_interval, D_reg_interval=t.D_reg_interval, ema_kimg=t.ema_kimg,
-        ema_rampup=t.ema_rampup, total_kimg=t.kimg, tick_kimg=t.tick_kimg, seed=t.seed, loader_batch=loader_batch,
-        ddp_check_kimg=t.snap_kimg, freeze_mapping=t.freeze_mapping,
-    )
+    per_device = parts.per_device
     module.label_sampler = dm.sample_labels
     ckpt_path = find_resume_checkpoint(run_dir)
     if ckpt_path is None and t.resume_from:

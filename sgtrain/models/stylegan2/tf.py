@@ -36,7 +36,7 @@ import torch
 from sgtrain.io.errors import UnsupportedNetworkError
 from sgtrain.io.nvlabs import jsonable
 from sgtrain.io.safe_pickle import TFNetworkRecord
-from sgtrain.io.tf_stylegan import TFVariables, build, check_keywords, conv_weight, dense_weight, fill_from_tf
+from sgtrain.models.stylegan.tf import TFVariables, build, check_keywords, conv_weight, dense_weight, fill_from_tf
 
 __all__ = ["convert", "convert_discriminator", "convert_generator"]
 
@@ -106,7 +106,7 @@ def convert_generator(record: TFNetworkRecord, what: str = "G") -> torch.nn.Modu
             progressive network at lod != 0, channel counts or options sgtrain's StyleGAN2 cannot express, missing
             or left-over variables.
     """
-    from sgtrain.models.stylegan2 import Generator
+    from sgtrain.models.stylegan2.networks import Generator
 
     mapping = record.components.get("mapping")
     synthesis = record.components.get("synthesis")
@@ -222,7 +222,7 @@ def convert_discriminator(record: TFNetworkRecord, what: str = "D") -> torch.nn.
             a progressive D_stylegan at lod != 0, channel counts sgtrain cannot express, missing or left-over
             variables.
     """
-    from sgtrain.models.stylegan2 import Discriminator
+    from sgtrain.models.stylegan2.networks import Discriminator
 
     ada = record.func == "D_main"
     tf_kw = jsonable(dict(record.static_kwargs))

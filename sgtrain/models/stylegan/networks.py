@@ -4,7 +4,7 @@ The networks of NVlabs' TensorFlow release (``stylegan/training/networks_stylega
 + ``G_synthesis``, and ``D_basic``), rewritten for PyTorch: the same constructor keywords and defaults, the same
 arithmetic (equalized learning rate with the gain inside the weight, noise before bias and activation, instance
 norm then AdaIN-style modulation, [1, 2, 1] blur on resampling, fused up/down convolutions from 128x128 on,
-progressive growing through ``lod``), so that NVlabs' pickles converted by :mod:`sgtrain.io.tf_stylegan` give
+progressive growing through ``lod``), so that NVlabs' pickles converted by :mod:`sgtrain.models.stylegan.tf` give
 NVlabs' images. The code is sgtrain's own.
 
 Progressive growing: the synthesis network and the discriminator each hold a float32 scalar buffer ``lod`` (level of
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sgtrain.models.stylegan2 import _to_json_kwargs
+from sgtrain.models.stylegan2.networks import _to_json_kwargs
 from sgtrain.nn.layers import normalize_2nd_moment
 from sgtrain.nn.mbstd import MinibatchStdLayer
 from sgtrain.nn.misc import assert_shape

@@ -33,7 +33,7 @@ import torch
 from sgtrain.io.errors import UnsupportedNetworkError
 from sgtrain.io.nvlabs import load_state_dict_checked
 from sgtrain.io.safe_pickle import TFNetworkRecord
-from sgtrain.models.progan import Discriminator, Generator
+from sgtrain.models.progan.networks import Discriminator, Generator
 
 __all__ = ["G_KEYWORDS", "D_KEYWORDS", "convert", "detect_variant", "tf_variable_key"]
 

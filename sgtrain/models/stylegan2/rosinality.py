@@ -36,15 +36,21 @@ architecture). Both raise :class:`~sgtrain.io.errors.UnsupportedNetworkError`.
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from sgtrain.io.errors import UnsupportedNetworkError
 
-__all__ = ["is_rosinality_checkpoint", "rosinality_discriminator", "rosinality_generator"]
+__all__ = ["is_rosinality_checkpoint", "is_sgtrain01_checkpoint", "load_checkpoint", "load_sgtrain01_checkpoint",
+           "rosinality_discriminator", "rosinality_generator"]
+
+#: Mapped z averaged for w_avg when a rosinality checkpoint has no ``latent_avg``.
+W_AVG_SAMPLES = 4096
 
 _LR_MLP = 0.01  # rosinality Generator(lr_mlp=0.01), the value its train.py uses
 
@@ -219,3 +225,90 @@ def rosinality_discriminator(sd: dict[str, torch.Tensor]) -> tuple[dict[str, Any
     )
     assert math.log2(size).is_integer()
     return init_kwargs, out
+
+
+def _estimate_w_avg(G: torch.nn.Module) -> None:
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn([W_AVG_SAMPLES, G.z_dim], generator=gen)
+    with torch.no_grad():
+        ws = G.mapping(z, torch.zeros([W_AVG_SAMPLES, G.c_dim]))
+        G.mapping.w_avg.copy_(ws[:, 0].mean(0))
+
+
+def load_checkpoint(obj: dict[str, Any], p: Path) -> dict[str, Any]:
+    """:func:`sgtrain.io.load_network`'s result for an unpickled rosinality checkpoint (``g_ema``, ``g``, ``d``,
+    ``latent_avg``, ``args``, ``ada_aug_p``) read from ``p``.
+
+    Raises:
+        UnsupportedNetworkError: no ``g_ema``, or tensors that do not fit sgtrain's StyleGAN2.
+    """
+    from sgtrain.io.nvlabs import load_state_dict_checked
+    from sgtrain.io.portable import build_module
+
+    out: dict[str, Any] = {}
+    info: dict[str, Any] = {"source": "rosinality", "file": str(p)}
+    latent_avg = obj.get("latent_avg")
+    for key, name in (("g_ema", "G_ema"), ("g", "G")):
+        if not isinstance(obj.get(key), dict):
+            continue
+        kwargs, sd = rosinality_generator(obj[key])
+        G = build_module("sgtrain.models.stylegan2.networks.Generator", kwargs, f"{p} {key}")
+        fill = ("resample_filter",)
+        if isinstance(latent_avg, torch.Tensor):
+            sd["mapping.w_avg"] = latent_avg.reshape(-1)
+        else:
+            fill += ("mapping.w_avg",)
+        if not any(k.endswith("noise_const") for k in sd):
+            fill += ("noise_const",)
+            info["noise_const"] = "the checkpoint has no fixed noise buffers: noise_mode='const' uses fresh noise"
+        load_state_dict_checked(G, sd, f"{p} {key} (rosinality Generator)", fill_from_module=fill)
+        if not isinstance(latent_avg, torch.Tensor):
+            _estimate_w_avg(G)
+            info["w_avg"] = f"estimated as the mean of {W_AVG_SAMPLES} mapped z (seed 0): the file has no latent_avg"
+        out[name] = G.eval()
+    if isinstance(obj.get("d"), dict):
+        kwargs, sd = rosinality_discriminator(obj["d"])
+        D = build_module("sgtrain.models.stylegan2.networks.Discriminator", kwargs, f"{p} d")
+        load_state_dict_checked(D, sd, f"{p} d (rosinality Discriminator)", fill_from_module=("resample_filter",))
+        out["D"] = D.eval()
+    if obj.get("ada_aug_p") is not None:
+        try:
+            out["augment_p"] = float(obj["ada_aug_p"])
+        except (TypeError, ValueError):
+            pass
+    args = obj.get("args")
+    if isinstance(args, argparse.Namespace):
+        args = vars(args)
+    if isinstance(args, dict):
+        info["args"] = {k: v for k, v in args.items() if _is_json_scalar(v)}
+    out["training_info"] = info
+    if "G_ema" not in out:
+        raise UnsupportedNetworkError(f"{p}: rosinality checkpoint without g_ema")
+    return out
+
+
+def _is_json_scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str))
+
+
+def is_sgtrain01_checkpoint(obj: Any) -> bool:
+    """A Lightning checkpoint of sgtrain <= 0.1 (StyleGAN2 only): the networks' keywords in ``hyper_parameters``
+    (``G_kwargs``, ``D_kwargs``), no ``sgtrain.networks`` entry."""
+    if not (isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict)):
+        return False
+    extra = obj.get("sgtrain") if isinstance(obj.get("sgtrain"), dict) else {}
+    hp = obj.get("hyper_parameters") or {}
+    return not isinstance(extra.get("networks"), dict) and isinstance(hp, dict) and isinstance(hp.get("G_kwargs"), dict)
+
+
+def load_sgtrain01_checkpoint(obj: dict[str, Any], p: Path) -> dict[str, Any]:
+    """:func:`sgtrain.io.load_network`'s result for a checkpoint of sgtrain <= 0.1 (:func:`is_sgtrain01_checkpoint`)."""
+    from sgtrain.io.loader import convert_lightning
+
+    hp = obj["hyper_parameters"]
+    G = {"class": "sgtrain.models.stylegan2.networks.Generator", "init_kwargs": hp["G_kwargs"]}
+    networks = {"G_ema": G, "G": G}
+    if isinstance(hp.get("D_kwargs"), dict):
+        networks["D"] = {"class": "sgtrain.models.stylegan2.networks.Discriminator", "init_kwargs": hp["D_kwargs"]}
+    extra = dict(obj.get("sgtrain") or {}, networks=networks)
+    return convert_lightning({**obj, "sgtrain": extra}, p)

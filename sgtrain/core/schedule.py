@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ProgressiveSchedule", "SchedulePoint", "process_reals", "set_lod"]
+__all__ = ["ProgressiveSchedule", "SchedulePoint", "process_reals", "progressive_transfer_settings", "set_lod"]
 
 
 @dataclass(frozen=True)
@@ -185,3 +185,21 @@ def set_lod(modules: list[torch.nn.Module], lod: float) -> None:
         for name, buf in m.named_buffers():
             if name == "lod" or name.endswith(".lod"):
                 buf.fill_(float(lod))
+
+
+def progressive_transfer_settings(cfg: Any) -> list[str]:
+    """Fine-tuning a grown progressive network (``train.resume_from``) trains at full resolution: sets
+    ``schedule.lod_initial_resolution`` to the network's resolution unless ``train.resume_kimg`` asks to follow the
+    growing schedule from that kimg (NVlabs' TF code would regrow it). ``cfg`` is the composed config, changed in
+    place; returns what changed."""
+    from omegaconf import OmegaConf, open_dict
+
+    sched = cfg.get("schedule")
+    res = OmegaConf.select(cfg, "model.G.resolution")
+    if (sched is None or "lod_initial_resolution" not in sched or float(cfg.train.resume_kimg) or res is None
+            or int(sched.lod_initial_resolution) == int(res)):
+        return []
+    with open_dict(cfg):
+        sched.lod_initial_resolution = int(res)
+    return [f"schedule.lod_initial_resolution={int(res)} (full resolution; set train.resume_kimg to follow the "
+            "growing schedule from that kimg instead)"]

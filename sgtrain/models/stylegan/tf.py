@@ -155,7 +155,7 @@ def convert_generator(record: TFNetworkRecord, what: str = "G") -> torch.nn.Modu
         UnsupportedNetworkError: other components, unknown keywords, keywords the components disagree on,
             missing or left-over variables, shape mismatches.
     """
-    from sgtrain.models.stylegan import Generator
+    from sgtrain.models.stylegan.networks import Generator
 
     kwargs = jsonable(dict(record.static_kwargs))
     known = _keywords_of(Generator)
@@ -220,7 +220,7 @@ def convert_discriminator(record: TFNetworkRecord, what: str = "D") -> torch.nn.
     Raises:
         UnsupportedNetworkError: unknown keywords, missing or left-over variables, shape mismatches.
     """
-    from sgtrain.models.stylegan import Discriminator
+    from sgtrain.models.stylegan.networks import Discriminator
 
     kwargs = jsonable(dict(record.static_kwargs))
     check_keywords(kwargs, _keywords_of(Discriminator), what, "D_basic")

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from sgtrain.models import stylegan2
-from sgtrain.models.stylegan2 import _to_json_kwargs
+from sgtrain.models.stylegan2 import networks as stylegan2
+from sgtrain.models.stylegan2.networks import _to_json_kwargs
 from sgtrain.nn.layers import FullyConnectedLayer
-from sgtrain.nn.misc import assert_shape
+from sgtrain.nn.misc import assert_shape, make_transform
 from sgtrain.ops.filtered_lrelu import filtered_lrelu
 
 __all__ = [
@@ -56,30 +56,6 @@ _NOISE_MODES = ("random", "const", "none")
 
 # ----------------------------------------------------------------------------------------------------------------
 # Helpers: input transforms and filter design.
-
-
-def make_transform(translate: Sequence[float] = (0.0, 0.0), angle: float = 0.0) -> np.ndarray:
-    """Forward 2-D transform of the output image as NVlabs' gen_images.py builds it: rotate, then translate.
-
-    Args:
-        translate: (tx, ty) in image widths/heights (the synthesis input's coordinate frame: the output image
-            spans one unit; tx = 0.25 moves the content by a quarter of the width).
-        angle: Rotation in degrees, with gen_images.py's sign convention (its ``--rotate``).
-
-    Returns:
-        float64 [3, 3] ``[[cos, sin, tx], [-sin, cos, ty], [0, 0, 1]]``. The generator takes its inverse (see
-        :func:`input_transform`).
-    """
-    m = np.eye(3)
-    s = np.sin(angle / 360.0 * np.pi * 2)
-    c = np.cos(angle / 360.0 * np.pi * 2)
-    m[0][0] = c
-    m[0][1] = s
-    m[0][2] = translate[0]
-    m[1][0] = -s
-    m[1][1] = c
-    m[1][2] = translate[1]
-    return m
 
 
 def input_transform(translate: Sequence[float] = (0.0, 0.0), angle: float = 0.0) -> torch.Tensor:

@@ -575,7 +575,7 @@ class AdaController(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(getattr(augment_pipe, "p", None), torch.Tensor):
-            raise ValueError("AdaController: augment_pipe must have a tensor buffer 'p' (e.g. sgtrain.augment."
+            raise ValueError("AdaController: augment_pipe must have a tensor buffer 'p' (e.g. sgtrain.core.augment."
                              "AugmentPipe)")
         if int(ada_interval) < 1:
             raise ValueError(f"AdaController: ada_interval must be >= 1 iteration, got {ada_interval}")

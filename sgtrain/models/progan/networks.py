@@ -6,7 +6,7 @@ of ``NVlabs/stylegan`` ``training/networks_progan.py`` and of ``tkarras/progress
 ``networks.py``: the same constructor keywords and defaults, the same arithmetic (equalized learning rate as a
 runtime weight scale, section 4.1; pixelwise feature normalization, section 4.2; minibatch standard deviation,
 section 3; fused up/down-sampling convolutions; nearest/box resampling; the ``lod`` fade-in, section 2), so that
-their TensorFlow weights (:mod:`sgtrain.io.tf_progan`) give their images and scores. The code is sgtrain's own.
+their TensorFlow weights (:mod:`sgtrain.models.progan.tf`) give their images and scores. The code is sgtrain's own.
 
 The two reference files build the same generator (one fused-conv weight is stored transposed; the converter handles
 it). Their discriminators differ when ``label_size > 0``: stylegan's ignores the labels and outputs one score;
