@@ -128,6 +128,11 @@ def _init_distributed(device_arg: str | None) -> tuple[str | None, bool]:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the exit status (0 ok, 2 bad input or missing file)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["download"]:  # sgtrain-metrics download inception|vgg16 (sgtrain.metrics.download)
+        from sgtrain.metrics.download import main as download_main
+
+        return download_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.metric == "swd":
         return _swd(args)

@@ -19,6 +19,8 @@ def assert_shape(tensor: torch.Tensor, ref_shape: Sequence[int | None], name: st
     Raises:
         ValueError: naming ``name``, the actual shape and the expected one (None printed as '*').
     """
+    if torch.jit.is_tracing() or torch.compiler.is_exporting():
+        return  # int(size) would freeze the traced batch size into the graph (sgtrain-export: dynamic batch)
     expected = "[" + ", ".join("*" if s is None else str(int(s)) for s in ref_shape) + "]"
     if not isinstance(tensor, torch.Tensor):
         raise ValueError(f"{name}: expected a tensor of shape {expected}, got {type(tensor).__name__}")
