@@ -211,3 +211,39 @@ def test_every_training_knob_reaches_the_module_without_a_hand_copy(shards16):
         name = MODULE_RENAMED.get(key, key.split(".")[1])
         got = list(hp[name]) if isinstance(hp[name], tuple) else hp[name]
         assert got == pytest.approx(value), (key, got)
+
+
+@pytest.mark.parametrize("override,key", [
+    ("loss.r1_gamma=nan", "loss.r1_gamma"),
+    ("train.ema_kimg=-1", "train.ema_kimg"),
+    ("train.keep_ckpts=-1", "train.keep_ckpts"),
+    ("train.G_lr=-1", "train.G_lr"),
+    ("train.D_lr=0", "train.D_lr"),
+    ("train.betas=[2,2]", "train.betas"),
+    ("train.betas=[0.5]", "train.betas"),
+    ("trainer.devices=0", "trainer.devices"),
+    ("dataset.num_workers=-1", "dataset.num_workers"),
+    ("train.ema_rampup=inf", "train.ema_rampup"),
+    ("train.resume_from=/nowhere/network.pkl", "train.resume_from"),
+])
+def test_bad_values_refused_before_anything_is_written(shards16, tmp_path, override, key):
+    """Issue 29 finding 8: each bad value fails fast with a one-line error naming the key; no config.yaml written."""
+    run_dir = tmp_path / "run"
+    cfg = compose(["model=stylegan2_small", "model.resolution=16", f"dataset.path={shards16}", "train.batch=4",
+                   f"run.dir={run_dir}", override])
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert str(err.value).startswith(key) and "\n" not in str(err.value)
+    from sgtrain.training.run import train
+
+    t0 = time.time()
+    with pytest.raises(ConfigError):
+        train(cfg)
+    assert time.time() - t0 < 10
+    assert not (run_dir / "config.yaml").exists() and not (run_dir / "overrides.yaml").exists()
+
+
+def test_good_values_pass(shards16):
+    validate_config(compose(["model=stylegan2_small", "model.resolution=16", f"dataset.path={shards16}",
+                             "train.batch=4", "train.ema_kimg=0", "train.keep_ckpts=0", "loss.r1_gamma=0",
+                             "trainer.devices=auto", "dataset.num_workers=0", f"train.resume_from={shards16}"]))

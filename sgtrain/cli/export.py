@@ -32,8 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi baked into the graph (1 = off)")
     p.add_argument("--trunc-cutoff", type=int, default=None, help="truncate only the first N ws (default all)")
     p.add_argument("--noise-mode", default="const", help="const (the network's fixed noise) or none")
-    p.add_argument("--target", default="stylegan3", help="nvlabs: stylegan3 (NVlabs/stylegan3, StyleGAN2 and 3) or "
-                                                         "stylegan2-ada (NVlabs/stylegan2-ada-pytorch, StyleGAN2)")
+    targets = list(_targets())
+    p.add_argument("--target", default=targets[0], choices=targets,
+                   help="nvlabs: the repository that reads the pickle: NVlabs/stylegan3 (StyleGAN2 and 3, the default) "
+                        "or NVlabs/stylegan2-ada-pytorch (StyleGAN2)")
     return p
 
 
@@ -64,6 +66,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"sgtrain-export: error: {e}", file=sys.stderr)
         sys.exit(2)
     print(f"wrote {args.out}")
+
+
+def _targets() -> dict:
+    """NVlabs' repositories an exported pickle can be read by (sgtrain.io.export_nvlabs.TARGETS; the first is the
+    default)."""
+    from sgtrain.io.export_nvlabs import TARGETS
+
+    return TARGETS
 
 
 if __name__ == "__main__":

@@ -244,6 +244,9 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
         if cause is not None:
             raise cause from err
         raise ConfigError(f"config does not resolve: {err}") from err
+    from .values import check_values
+
+    check_values(cfg)  # ranges: finite floats, lr > 0, betas in [0, 1), counts >= 0, readable resume_from
 
     if card is not None:
         res = card.get("resolution")
