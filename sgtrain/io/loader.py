@@ -105,6 +105,10 @@ def _load_file(p: Path) -> dict[str, Any]:
     if head.startswith(b"PK\x03\x04") or head == _TORCH_LEGACY_MAGIC:
         return _load_torch_file(p)
     obj = safe_load_pickle(p)
+    for family in registered().values():  # other programs' plain pickles a family reads (R3GAN's snapshots)
+        for probe, load in family.checkpoint_readers:
+            if resolve(probe)(obj):
+                return resolve(load)(obj, p)
     if is_tf_snapshot(obj):
         return convert_tf_snapshot(obj, p)
     return convert_nvlabs_snapshot(obj, p)

@@ -25,7 +25,7 @@ import io
 import os
 import pickle
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -35,6 +35,7 @@ from sgtrain.io.errors import UnsafePickleError
 
 __all__ = [
     "ForeignModuleRecord",
+    "allow_module_classes",
     "TFNetworkRecord",
     "PersistentRecord",
     "SafeUnpickler",
@@ -264,6 +265,22 @@ def _build_allow_list() -> dict[str, Any]:
 
 ALLOWED_GLOBALS: dict[str, Any] = _build_allow_list()
 _TORCH_NN_CLASS = re.compile(r"^torch\.nn\.modules\.[a-z_.]+$")
+#: Module classes of other programs' plain pickles that a family claims (read as ForeignModuleRecord, never imported).
+_CLAIMED_MODULE_CLASSES: set[str] = set()
+
+
+def allow_module_classes(names: Iterable[str]) -> None:
+    """Let the unpickler read the ``nn.Module`` classes ``names`` (``'R3GAN.Networks.ResidualBlock'``) of a plain
+    (non-persistent) pickle as :class:`ForeignModuleRecord` data. Called by a family package when it is imported."""
+    _CLAIMED_MODULE_CLASSES.update(str(n) for n in names)
+
+
+def _claimed(key: str) -> bool:
+    if key not in _CLAIMED_MODULE_CLASSES:
+        from sgtrain.models.family import registered
+
+        registered()  # imports the built-in families, which claim their classes
+    return key in _CLAIMED_MODULE_CLASSES
 
 
 class SafeUnpickler(pickle.Unpickler):
@@ -289,6 +306,8 @@ class SafeUnpickler(pickle.Unpickler):
         if key in ALLOWED_GLOBALS:
             return ALLOWED_GLOBALS[key]
         if _TORCH_NN_CLASS.match(module) and name.isidentifier() and name[:1].isupper():
+            return type(name, (ForeignModuleRecord,), {"qualified_name": key})
+        if name.isidentifier() and _claimed(key):
             return type(name, (ForeignModuleRecord,), {"qualified_name": key})
         raise UnsafePickleError(key, self._path)
 
