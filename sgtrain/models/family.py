@@ -57,6 +57,8 @@ class Family:
             class names): 'module:function'}``, the function ``(record, name) -> nn.Module``.
         tf_builds: TensorFlow pickle build functions this family converts (``{'G_main': 'module:function'}``, the
             function ``(record, name) -> nn.Module``).
+        pickle_classes: ``nn.Module`` class paths of other programs' plain pickles that this family's
+            ``checkpoint_readers`` read; the allow-list unpickler turns them into data records (never imported).
         checkpoint_readers: readers of other programs' checkpoints it owns: ``(probe, load)`` import paths, ``probe(obj)
             -> bool`` on the unpickled object, ``load(obj, path) -> dict`` of networks.
         moved_keys: config keys of earlier sgtrain versions and where this family has them now (for the message
@@ -78,6 +80,7 @@ class Family:
     transfer_settings: Callable[[Any], list[str]] | None = None
     nvlabs_classes: Mapping[tuple[str, frozenset[str]], str] = dataclasses.field(default_factory=dict)
     tf_builds: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    pickle_classes: frozenset[str] = frozenset()
     checkpoint_readers: tuple[tuple[str, str], ...] = ()
     moved_keys: Mapping[str, str] = dataclasses.field(default_factory=dict)
 

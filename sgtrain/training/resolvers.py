@@ -94,6 +94,12 @@ def _eval(expr: Any) -> float:
     return value(tree.body)
 
 
+def _reversed(values: Any) -> list[Any]:
+    """``sgtrain.reversed`` resolver: a list in reverse order (R3GAN's D takes G's stage lists reversed),
+    e.g. ``${sgtrain.reversed:${model.WidthPerStage}}``."""
+    return list(reversed(list(values)))
+
+
 def _required(message: str) -> Any:
     """``sgtrain.required`` resolver: a value a preset cannot default; resolving it fails with ``message`` (a plain
     ``???`` would not do: Hydra keeps the earlier value when a preset merges ``???`` over it)."""
@@ -112,6 +118,8 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("sgtrain.data", _data)
     if not OmegaConf.has_resolver("sgtrain.required"):
         OmegaConf.register_new_resolver("sgtrain.required", _required)
+    if not OmegaConf.has_resolver("sgtrain.reversed"):
+        OmegaConf.register_new_resolver("sgtrain.reversed", _reversed)
     if not OmegaConf.has_resolver("sgtrain.eval"):
         OmegaConf.register_new_resolver("sgtrain.eval", _eval)
     ConfigStore.instance().store(name="train_schema", node=TrainSchema)
