@@ -1,7 +1,7 @@
 """``sgtrain-data``: pack image collections into shards and inspect packed datasets.
 
     sgtrain-data pack SRC OUT --resolution R [--crop center|none] [--resize-filter box|lanczos] [--channels 3|1]
-                      [--labels auto|none] [--shard-size 1GB] [--workers N] [--allow-upscale] [--overwrite]
+                      [--labels auto|folders|none] [--shard-size 1GB] [--workers N] [--allow-upscale] [--overwrite]
                       [--order shuffled|sorted] [--name NAME]
     sgtrain-data inspect OUT [--grid PATH] [--num 64] [--verify]
 
@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sgtrain-data", description="Pack images into webdataset shards; inspect them.")
     sub = p.add_subparsers(dest="cmd", required=True)
     pk = sub.add_parser("pack", help="pack a folder, zip, NVlabs dataset zip or LMDB into shards + dataset.json")
-    pk.add_argument("src", help="folder (recursive), .zip, NVlabs dataset zip, or LMDB directory")
+    pk.add_argument("src", help="folder (recursive), .zip, NVlabs dataset zip, .tar[.gz], or LSUN LMDB directory")
     pk.add_argument("out", help="output directory for <name>-NNNNNN.tar, dataset.json, skipped.txt")
     pk.add_argument("--resolution", type=int, required=True, help="output side R (images become R x R)")
     pk.add_argument(
@@ -33,9 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     pk.add_argument("--channels", type=int, choices=[3, 1], default=3, help="3 = RGB, 1 = grayscale")
     pk.add_argument(
         "--labels",
-        choices=["auto", "none"],
+        choices=["auto", "folders", "none"],
         default="auto",
-        help="auto: NVlabs dataset.json, else first-level folder names; none: unconditional",
+        help="auto: NVlabs dataset.json, else first-level folder names; folders: sub-folder names only; "
+        "none: unconditional",
     )
     pk.add_argument("--shard-size", default="1GB", help="target shard size (1GB, 256MB, ...; default 1GB)")
     pk.add_argument("--workers", type=int, default=None, help="decode processes (default: number of CPUs)")

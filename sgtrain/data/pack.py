@@ -27,6 +27,7 @@ import os
 import random
 import re
 import sys
+import tarfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,6 +44,9 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 SKIPPED_NAME = "skipped.txt"
 INDEX_NAME = "index.tsv"
 ORDER_SEED = 0  # the packing order's permutation seed: fixed, so that packs are reproducible
+MAX_MEMBER_BYTES = 1 << 30  # a tar member declaring more than this is skipped unread (no image is 1 GiB encoded)
+LABEL_MODES = ("auto", "none", "folders")
+TAR_EXTS = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 _RESAMPLE = {"box": Image.Resampling.BOX, "lanczos": Image.Resampling.LANCZOS}
 
 
@@ -75,7 +79,7 @@ def parse_size(text: str | int | float) -> int:
 class _Source:
     """Everything the packer needs from an input: the ordered candidates, labels and a byte reader."""
 
-    kind: str  # folder | zip | nvlabs-zip | nvlabs-folder | lmdb
+    kind: str  # folder | zip | nvlabs-zip | nvlabs-folder | tar | lmdb
     path: str
     names: list[str] = field(default_factory=list)  # image candidates in packing order (not used for lmdb)
     pre_skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -83,6 +87,7 @@ class _Source:
     label_type: str | None = None
     label_names: list[str] = field(default_factory=list)
     total: int = 0
+    tar_members: dict[str, tarfile.TarInfo] = field(default_factory=dict)  # tar only: the listed members
 
     def iter_bytes(self) -> Iterator[tuple[str, bytes | None, str | None]]:
         """Yield ``(name, data, error)`` in packing order; ``data`` is None when the read failed."""
@@ -100,8 +105,23 @@ class _Source:
                         yield name, zf.read(name), None
                     except (OSError, zipfile.BadZipFile, EOFError, RuntimeError) as e:
                         yield name, None, f"unreadable zip member: {e}"
+        elif self.kind == "tar":
+            with tarfile.open(self.path, "r:*") as tf:
+                for name in self.names:
+                    m = self.tar_members[name]
+                    if m.size > MAX_MEMBER_BYTES:
+                        yield name, None, f"tar member declares {m.size} bytes, over {MAX_MEMBER_BYTES} (not read)"
+                        continue
+                    try:
+                        f = tf.extractfile(m)
+                        data = f.read(m.size) if f is not None else b""
+                        if len(data) != m.size:
+                            raise tarfile.ReadError(f"{len(data)} of {m.size} bytes")
+                        yield name, data, None
+                    except (OSError, tarfile.TarError, EOFError) as e:
+                        yield name, None, f"unreadable tar member: {e}"
         elif self.kind == "lmdb":
-            import lmdb
+            lmdb = _import_lmdb()
 
             env = lmdb.open(self.path, readonly=True, lock=False, readahead=False, max_readers=1, subdir=True)
             try:
@@ -157,38 +177,126 @@ def _is_lmdb(path: str) -> bool:
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "data.mdb"))
 
 
+def _import_lmdb() -> Any:
+    try:
+        import lmdb
+    except ImportError:
+        raise PackError("packing an LMDB needs the lmdb package: pip install lmdb (or sgtrain[lmdb])") from None
+    return lmdb
+
+
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"GIF8")
+
+
+def _looks_like_image(value: bytes) -> bool:
+    """Whether bytes start like an encoded JPEG, PNG, WebP, BMP or GIF (what LSUN's LMDB values are)."""
+    return value.startswith(_IMAGE_MAGIC) or (value[:4] == b"RIFF" and value[8:12] == b"WEBP")
+
+
+def _check_lsun_layout(src: str, env: Any, probe: int = 16) -> None:
+    """Refuse an LMDB that is not LSUN's layout (one encoded image per value, in the main database).
+
+    Looks at the first ``probe`` entries: at least one must be an encoded image. Other LMDBs seen in GAN code keep a
+    ``length`` key and ``<size>-<index>`` keys (rosinality's prepare_data.py), named sub-databases, or pickled arrays.
+
+    Raises:
+        PackError: naming what was found and the fix.
+    """
+    keys: list[bytes] = []
+    images = 0
+    with env.begin(write=False) as txn:
+        for key, value in txn.cursor():
+            keys.append(bytes(key))
+            images += _looks_like_image(bytes(value[:16]))
+            if len(keys) >= probe:
+                break
+        has_length = txn.get(b"length") is not None
+    shown = ", ".join(repr(k.decode("utf-8", "replace")[:40]) for k in keys[:3])
+    if has_length:
+        raise PackError(f"LMDB {src!r} is not in LSUN's layout: it has a 'length' key and keys like {shown}, as "
+                        "rosinality's prepare_data.py writes (every image at several sizes); pack the image folder it "
+                        "was made from instead")
+    if images:
+        return
+    hint = ("export its images to a folder (one encoded image file each) and pack that folder, or pass LSUN's own "
+            "<category>_<split>_lmdb directory")
+    raise PackError(f"LMDB {src!r} is not in LSUN's layout (one JPEG/PNG/WebP image per value): none of its first "
+                    f"{len(keys)} values is an encoded image (keys {shown}); {hint}")
+
+
+def _tar_members(src: str) -> tuple[dict[str, tarfile.TarInfo], tuple[str, str] | None]:
+    """The regular-file members of a tar up to the first damaged header or truncated member, and that damage.
+
+    Returns:
+        ``({name: TarInfo}, None)``, or with ``(where, reason)`` when the listing stopped early (what was listed
+        before it is still packed; the rest is skipped and listed).
+
+    Raises:
+        PackError: not even the first header can be read.
+    """
+    members: dict[str, tarfile.TarInfo] = {}
+    try:
+        tf = tarfile.open(src, "r:*")
+    except (OSError, tarfile.TarError, EOFError) as e:
+        raise PackError(f"cannot read tar {src!r} ({e}): check it with tar -tf or unpack it") from e
+    with tf:
+        try:
+            for m in tf:
+                if m.isfile():
+                    members[m.name] = m
+        except (OSError, tarfile.TarError, EOFError) as e:
+            last = next(reversed(members)) if members else "(start)"
+            return members, (f"(rest of the tar after {last})", f"damaged or truncated tar: {e}")
+    return members, None
+
+
+def _is_tar(path: str) -> bool:
+    try:
+        return os.path.isfile(path) and tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
 def open_source(src: str, labels: str = "auto", exclude: str | None = None, order: str = "shuffled") -> _Source:
     """Scan SRC and decide its kind, candidates and labels.
 
     Args:
-        src: folder (recursive), ``.zip`` file, NVlabs dataset folder/zip (``dataset.json`` at its root), or an LMDB
-            directory (holding ``data.mdb``) or the ``data.mdb`` file itself.
-        labels: ``auto`` (NVlabs dataset.json, else first-level folder names) or ``none``.
+        src: folder (recursive), ``.zip`` file, NVlabs dataset folder/zip (``dataset.json`` at its root), a tar
+            (``.tar``, ``.tar.gz``, ``.tgz``, ``.tar.bz2``, ``.tar.xz``), or an LSUN LMDB directory (holding
+            ``data.mdb``) or the ``data.mdb`` file itself.
+        labels: ``auto`` (NVlabs dataset.json, else first-level folder names), ``folders`` (first-level folder names
+            only; a dataset.json is ignored) or ``none``.
         exclude: a directory inside SRC to leave out (the pack output when it lies inside SRC).
         order: ``shuffled`` (sorted paths permuted by a fixed seed) or ``sorted``; LMDB keeps its key order.
 
     Raises:
-        PackError: SRC missing, of an unknown kind, or without any file.
+        PackError: SRC missing, of an unknown kind, without any file, an LMDB not in LSUN's layout, or
+            ``labels="folders"`` on images that are not all in one of at least two first-level folders.
     """
-    if labels not in ("auto", "none"):
-        raise PackError(f"--labels must be 'auto' or 'none', got {labels!r}")
+    if labels not in LABEL_MODES:
+        raise PackError(f"--labels must be one of {', '.join(LABEL_MODES)}, got {labels!r}")
     if not os.path.exists(src):
-        raise PackError(f"source {src!r} does not exist; give a folder, a .zip or an LMDB directory")
+        raise PackError(f"source {src!r} does not exist; give a folder, a .zip, a .tar or an LMDB directory")
     if os.path.isfile(src) and os.path.basename(src) == "data.mdb":
         src = os.path.dirname(os.path.abspath(src))
     if _is_lmdb(src):
-        import lmdb
-
+        lmdb = _import_lmdb()
+        if labels == "folders":
+            raise PackError(f"--labels folders: LMDB {src!r} has no folders; use --labels none (LSUN is unlabelled)")
         try:
             env = lmdb.open(src, readonly=True, lock=False, readahead=False, max_readers=1)
         except lmdb.Error as e:
             raise PackError(f"cannot open LMDB {src!r}: {e}") from e
-        total = env.stat()["entries"]
-        env.close()
-        if total == 0:
-            raise PackError(f"LMDB {src!r} is empty; nothing to pack")
+        try:
+            total = env.stat()["entries"]
+            if total == 0:
+                raise PackError(f"LMDB {src!r} is empty; nothing to pack")
+            _check_lsun_layout(src, env)
+        finally:
+            env.close()
         return _Source(kind="lmdb", path=src, total=total)
 
+    tar_error = None
     if os.path.isdir(src):
         names = []
         excl = os.path.realpath(exclude) if exclude else None
@@ -210,20 +318,36 @@ def open_source(src: str, labels: str = "auto", exclude: str | None = None, orde
         def reader(n: str) -> bytes:
             with zipfile.ZipFile(src) as zf:
                 return zf.read(n)
+    elif src.lower().endswith(TAR_EXTS) or _is_tar(src):
+        members, tar_error = _tar_members(src)
+        names = list(members)
+        kind = "tar"
+
+        def reader(n: str) -> bytes:
+            m = members[n]
+            if m.size > MAX_MEMBER_BYTES:
+                raise PackError(f"{src}: {n} declares {m.size} bytes; remove it from the tar")
+            with tarfile.open(src, "r:*") as tf:
+                f = tf.extractfile(n)
+                return f.read(m.size) if f is not None else b""
     else:
-        raise PackError(f"source {src!r} is neither a folder, a zip file nor an LMDB directory (with data.mdb)")
+        raise PackError(f"source {src!r} is neither a folder, a zip, a tar nor an LMDB directory (holding data.mdb)")
 
     names.sort()
     if not names:
         raise PackError(f"source {src!r} is empty; put images (png, jpg, jpeg, webp, bmp) in it")
 
     source = _Source(kind=kind, path=src)
+    if kind == "tar":
+        source.tar_members = members
+        if tar_error:
+            source.pre_skipped.append(tar_error)
     nv = None
     if "dataset.json" in names:
         names.remove("dataset.json")
         if labels == "auto":
             nv = _read_nvlabs_labels(reader("dataset.json"), src)
-            source.kind = "nvlabs-zip" if kind == "zip" else "nvlabs-folder"
+            source.kind = {"zip": "nvlabs-zip", "folder": "nvlabs-folder"}.get(kind, kind)
     source.names, source.pre_skipped = _split_candidates(names)
     if labels == "auto":
         if nv is not None:
@@ -240,6 +364,16 @@ def open_source(src: str, labels: str = "auto", exclude: str | None = None, orde
             if fl is not None:
                 source.labels, source.label_names = fl
                 source.label_type = "class"
+    elif labels == "folders":
+        fl = _folder_class_labels(source.names)
+        if fl is None:
+            flat = next((n for n in source.names if "/" not in n), None)
+            why = (f"{flat!r} is not in a sub-folder" if flat is not None
+                   else "they all lie in one sub-folder (a class label needs at least two)")
+            raise PackError(f"--labels folders: the images of {src!r} must each lie in a first-level sub-folder named "
+                            f"after its class, at least two of them, but {why}; move them, or use --labels none")
+        source.labels, source.label_names = fl
+        source.label_type = "class"
     source.total = len(source.names)
     if order == "shuffled":
         random.Random(ORDER_SEED).shuffle(source.names)
