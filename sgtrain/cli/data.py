@@ -1,6 +1,6 @@
 """``sgtrain-data``: pack image collections into shards and inspect packed datasets.
 
-    sgtrain-data pack SRC OUT --resolution R [--crop center|none] [--resize-filter box|lanczos] [--channels 3|1]
+    sgtrain-data pack SRC OUT --resolution R [--crop center|none] [--resize-filter box|lanczos] [--channels 1|3|4]
                       [--labels auto|folders|none] [--shard-size 1GB] [--workers N] [--allow-upscale] [--overwrite]
                       [--order shuffled|sorted] [--name NAME]
     sgtrain-data inspect OUT [--grid PATH] [--num 64] [--verify]
@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
         help="center: largest centred square; none: images must be square (default center)",
     )
     pk.add_argument("--resize-filter", choices=["box", "lanczos"], default="lanczos", help="default lanczos")
-    pk.add_argument("--channels", type=int, choices=[3, 1], default=3, help="3 = RGB, 1 = grayscale")
+    pk.add_argument("--channels", type=int, choices=[1, 3, 4], default=3,
+                    help="3 = RGB (alpha composited on white, default), 1 = grayscale, 4 = RGBA (alpha kept)")
     pk.add_argument(
         "--labels",
         choices=["auto", "folders", "none"],

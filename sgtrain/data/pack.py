@@ -407,13 +407,19 @@ def _init_worker(opts: _Options) -> None:
 
 
 def _flatten(img: Image.Image, channels: int) -> Image.Image:
-    """First frame, alpha composited on white, converted to RGB or L (16-bit and float scaled to 8-bit)."""
+    """First frame, 16-bit and float scaled to 8-bit, converted to L (1), RGB (3) or RGBA (4).
+
+    With 1 or 3 channels, transparency is composited on white (the default); with 4 it is kept as the alpha channel
+    (an image without transparency gets alpha 255).
+    """
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img).astype(np.float64)
         scale = 255.0 / 65535.0 if img.mode != "F" else 255.0
         img = Image.fromarray(np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8), "L")
+    if channels == 4:
+        return img.convert("RGBA")
     has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         img.mode in ("P", "L", "RGB") and "transparency" in img.info
     )
@@ -528,7 +534,8 @@ def pack(
         resolution: output side R in pixels; every stored image is R x R.
         crop: ``center`` (largest centred square, then resize) or ``none`` (images must be square; others skipped).
         resize_filter: ``lanczos`` (as NVlabs' dataset_tool) or ``box`` (area average, faster).
-        channels: 3 (RGB) or 1 (grayscale). Alpha is composited on white.
+        channels: 3 (RGB), 1 (grayscale) or 4 (RGBA: the alpha channel is kept). With 1 or 3, transparency is
+            composited on white.
         labels: ``auto`` (NVlabs dataset.json, else first-level folder names when every image is in one of at
             least two folders) or ``none``.
         shard_size: maximum bytes per shard (``1GB``, ``256MB``, or an int), counted as tar bytes (headers and
@@ -553,8 +560,8 @@ def pack(
         raise PackError(f"--crop must be 'center' or 'none', got {crop!r}")
     if resize_filter not in _RESAMPLE:
         raise PackError(f"--resize-filter must be one of {sorted(_RESAMPLE)}, got {resize_filter!r}")
-    if channels not in (1, 3):
-        raise PackError(f"--channels must be 3 or 1, got {channels}")
+    if channels not in (1, 3, 4):
+        raise PackError(f"--channels must be 1 (L), 3 (RGB) or 4 (RGBA), got {channels}")
     if int(resolution) < 4:
         raise PackError(f"--resolution must be at least 4, got {resolution}")
     max_bytes = parse_size(shard_size)

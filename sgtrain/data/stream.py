@@ -241,10 +241,10 @@ _FORMATS = ("PNG", "JPEG", "WEBP", "BMP")  # PNG first: skips PIL's probing of e
 
 
 def decode_png(data: bytes) -> np.ndarray:
-    """Decode a stored image (PNG; JPEG/WEBP/BMP also accepted) to uint8 HWC, C = 1 or 3.
+    """Decode a stored image (PNG; JPEG/WEBP/BMP also accepted) to uint8 HWC, C = 1, 3 or 4 (L, RGB, RGBA).
 
     Raises:
-        OSError, ValueError: corrupt data or a pixel format other than 8-bit L/RGB.
+        OSError, ValueError: corrupt data or a pixel format other than 8-bit L/RGB/RGBA.
     """
     with Image.open(io.BytesIO(data), formats=_FORMATS) as img:
         img.load()

@@ -69,10 +69,12 @@ class ImageSource:
 
 
 def _decode(data: bytes, where: str) -> np.ndarray:
-    """Image bytes -> uint8 CHW with 1 or 3 channels (other modes are converted to RGB)."""
+    """Image bytes -> uint8 CHW with 1, 3 or 4 channels (L, RGB, RGBA kept; other modes converted to RGB, or to RGBA
+    when they carry transparency)."""
     with Image.open(io.BytesIO(data)) as img:
-        if img.mode not in ("L", "RGB"):
-            img = img.convert("RGB")
+        if img.mode not in ("L", "RGB", "RGBA"):
+            img = img.convert("RGBA" if img.mode in ("LA", "PA", "La", "RGBa") or "transparency" in img.info
+                              else "RGB")
         arr = np.asarray(img)
     if arr.dtype != np.uint8:
         raise ValueError(f"{where}: pixel type {arr.dtype}, expected 8-bit")
