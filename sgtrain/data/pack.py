@@ -3,7 +3,7 @@
 Output layout (``OUT`` is a directory):
 
 - ``OUT/<name>-000000.tar``, ``OUT/<name>-000001.tar``, ...: webdataset shards. Each sample has ``__key__`` = its
-  8-digit index in packing order, ``png`` (the image, lossless, ``resolution x resolution``, RGB or L), and ``cls``
+  8-digit index in packing order, ``png`` (the image, lossless, W x H, L, RGB or RGBA), and ``cls``
   (class index as text) or ``json`` (``{"label": [floats]}``) when the dataset has labels.
 - ``OUT/dataset.json``: the :class:`~sgtrain.data.card.DatasetCard`.
 - ``OUT/skipped.txt``: one line ``<path inside SRC>\\t<reason>`` per input that was not packed.
@@ -387,13 +387,43 @@ def open_source(src: str, labels: str = "auto", exclude: str | None = None, orde
 # ------------------------------------------------------------------------------------------- image work
 
 
+CROPS = ("center", "none", "center-crop", "center-crop-wide")
+
+
+def parse_resolution(text: str | int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """``(width, height)`` from ``256`` or ``"256"`` (square) or ``"512x384"`` (NVlabs' dataset_tool form, W x H).
+
+    Raises:
+        PackError: unparseable, or a side below 4.
+    """
+    if isinstance(text, (tuple, list)):
+        w, h = (int(v) for v in text)
+    elif isinstance(text, (int, np.integer)):
+        w = h = int(text)
+    else:
+        m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*", str(text))
+        if not m:
+            raise PackError(f"--resolution {text!r}: give a side (256) or width x height (512x384)")
+        w = int(m.group(1))
+        h = int(m.group(2)) if m.group(2) else w
+    if min(w, h) < 4:
+        raise PackError(f"--resolution must be at least 4 on each side, got {w}x{h}")
+    return w, h
+
+
 @dataclass(frozen=True)
 class _Options:
-    resolution: int
+    resolution: int  # the longer output side
     crop: str
     resize_filter: str
     channels: int
     allow_upscale: bool
+    width: int = 0  # 0 = resolution
+    height: int = 0
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width or self.resolution, self.height or self.resolution
 
 
 _OPTS: _Options | None = None
@@ -453,19 +483,37 @@ def process_image(data: bytes, opts: _Options) -> tuple[bytes | None, str | None
             return None, "not a decodable image (corrupt or unknown format)"
         return None, f"corrupt image: {msg}"
     w, h = img.size
-    r = opts.resolution
-    if opts.crop == "center":
+    W, H = opts.size
+    if opts.crop == "center":  # the largest centred box of the output's aspect W:H
+        if w * H >= h * W:
+            bw, bh = h * W / H, h
+        else:
+            bw, bh = w, w * H / W
+        box = ((w - bw) / 2, (h - bh) / 2, (w + bw) / 2, (h + bh) / 2)
+    elif opts.crop == "center-crop":  # NVlabs: the largest centred square, resized to W x H
         s = min(w, h)
-        box = ((w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2)
+        bw = bh = s
+        box = ((w - s) // 2, (h - s) // 2, (w + s) // 2, (h + s) // 2)
+    elif opts.crop == "center-crop-wide":  # NVlabs: full width at the aspect W:H, padded onto a W x W canvas
+        ch = int(np.round(W * h / w))
+        if w < W or ch < H:
+            return None, f"too small for center-crop-wide ({w}x{h}: narrower than {W} or shorter than {H} at {W} wide)"
+        bw, bh = w, ch
+        box = (0, (h - ch) // 2, w, (h + ch) // 2)
     else:
-        if w != h:
-            return None, f"not square ({w}x{h}); use --crop center"
-        s = w
+        if w * H != h * W:
+            what = "not square" if W == H else f"not of aspect {W}:{H}"
+            return None, f"{what} ({w}x{h}); use --crop center"
+        bw, bh = w, h
         box = (0, 0, w, h)
-    if s < r and not opts.allow_upscale:
-        return None, f"too small ({w}x{h} < {r}); pass --allow-upscale to keep it"
-    if s != r or w != h:
-        img = img.resize((r, r), _RESAMPLE[opts.resize_filter], box=box)
+    if (bw < W or bh < H) and not opts.allow_upscale and opts.crop != "center-crop-wide":
+        return None, f"too small ({w}x{h} < {W}x{H}); pass --allow-upscale to keep it"
+    if (w, h) != (W, H) or box != (0, 0, w, h):
+        img = img.resize((W, H), _RESAMPLE[opts.resize_filter], box=box)
+    if opts.crop == "center-crop-wide" and H != W:
+        canvas = Image.new(img.mode, (W, W), 0)
+        canvas.paste(img, (0, (W - H) // 2))
+        img = canvas
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=6)
     return buf.getvalue(), None
@@ -512,7 +560,7 @@ def _prepare_out(out: str, overwrite: bool) -> None:
 def pack(
     src: str | os.PathLike,
     out: str | os.PathLike,
-    resolution: int,
+    resolution: int | str | tuple[int, int],
     crop: str = "center",
     resize_filter: str = "lanczos",
     channels: int = 3,
@@ -531,8 +579,14 @@ def pack(
         src: folder (recursive; png, jpg, jpeg, webp, bmp), zip, NVlabs dataset zip/folder (labels from its
             ``dataset.json``) or LMDB (LSUN-style: values are encoded images).
         out: output directory; created. Refused when it exists and is not empty unless ``overwrite``.
-        resolution: output side R in pixels; every stored image is R x R.
-        crop: ``center`` (largest centred square, then resize) or ``none`` (images must be square; others skipped).
+        resolution: output side R (every stored image R x R), or ``"WxH"`` / ``(W, H)`` (NVlabs' dataset_tool form:
+            width x height). A non-square W x H needs its longer side a power of two and each side a multiple of
+            that side / 4 (what a StyleGAN2 of ``init_res`` [H, W] * 4 / longer builds, e.g. 64x32, 512x384).
+        crop: ``center`` (the largest centred box of aspect W:H, then resize; for a square R the largest centred
+            square), ``none`` (images must already have aspect W:H; others skipped), or NVlabs' names:
+            ``center-crop`` (the largest centred square resized to W x H) and ``center-crop-wide`` (full width at
+            aspect W:H resized to W x H, then padded with black bands onto a W x W canvas: NVlabs' way to train
+            wide data on square networks; images narrower than W are skipped).
         resize_filter: ``lanczos`` (as NVlabs' dataset_tool) or ``box`` (area average, faster).
         channels: 3 (RGB), 1 (grayscale) or 4 (RGBA: the alpha channel is kept). With 1 or 3, transparency is
             composited on white.
@@ -556,14 +610,24 @@ def pack(
         PackError: missing or empty SRC, existing OUT without overwrite, bad options, or no usable image at all.
     """
     src, out = os.fspath(src), os.fspath(out)
-    if crop not in ("center", "none"):
-        raise PackError(f"--crop must be 'center' or 'none', got {crop!r}")
+    if crop not in CROPS:
+        raise PackError(f"--crop must be one of {', '.join(CROPS)}, got {crop!r}")
     if resize_filter not in _RESAMPLE:
         raise PackError(f"--resize-filter must be one of {sorted(_RESAMPLE)}, got {resize_filter!r}")
     if channels not in (1, 3, 4):
         raise PackError(f"--channels must be 1 (L), 3 (RGB) or 4 (RGBA), got {channels}")
-    if int(resolution) < 4:
-        raise PackError(f"--resolution must be at least 4, got {resolution}")
+    width, height = parse_resolution(resolution)
+    if crop == "center-crop-wide" and height > width:
+        raise PackError(f"--crop center-crop-wide pads W x H onto a W x W canvas and needs W >= H, got {width}x{height}"
+                        "; use --crop center")
+    if width != height and crop != "center-crop-wide":
+        from .card import init_res_of
+
+        try:
+            init_res_of(width, height)
+        except ValueError as e:
+            raise PackError(f"--resolution {width}x{height}: no network builds it ({e}); choose such a size, or "
+                            f"--crop center-crop-wide to pad it onto a {width}x{width} square (NVlabs)") from None
     max_bytes = parse_size(shard_size)
     if max_bytes <= 0:
         raise PackError(f"--shard-size must be positive, got {shard_size!r}")
@@ -573,7 +637,8 @@ def pack(
     _prepare_out(out, overwrite)
     name = name or os.path.basename(os.path.normpath(os.path.abspath(out))) or "data"
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-    opts = _Options(int(resolution), crop, resize_filter, int(channels), bool(allow_upscale))
+    opts = _Options(max(width, height), crop, resize_filter, int(channels), bool(allow_upscale), width, height)
+    out_w, out_h = (width, width) if crop == "center-crop-wide" else (width, height)
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
 
     import webdataset as wds
@@ -704,17 +769,19 @@ def pack(
     card = DatasetCard(
         name=name,
         count=written,
-        resolution=opts.resolution,
+        resolution=max(out_w, out_h),
         channels=opts.channels,
         c_dim=c_dim,
         label_type=source.label_type if c_dim > 0 else None,
         label_names=list(source.label_names) if source.label_type == "class" else [],
         class_counts=class_counts if source.label_type == "class" else [],
         shards=shards,
+        width=out_w if out_w != out_h else None,
+        height=out_h if out_w != out_h else None,
         pack={
             "source": os.path.abspath(src),
             "source_type": source.kind,
-            "resolution": opts.resolution,
+            "resolution": opts.resolution if width == height else f"{width}x{height}",
             "crop": crop,
             "resize_filter": resize_filter,
             "channels": opts.channels,
