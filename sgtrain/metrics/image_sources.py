@@ -148,7 +148,7 @@ class ShardSource(ImageSource):
     def iter_batches(self, rank: int = 0, world_size: int = 1, max_items: int | None = None, batch_size: int = 64,
                      workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n_max = self.num_items(max_items)
-        shape = (self.channels, self.resolution, self.resolution)
+        shape = (self.channels, self.card.size[1], self.card.size[0])  # C, H, W
         pool = ThreadPoolExecutor(workers) if workers > 0 else None
         try:
             pending: list[tuple[int, bytes, str]] = []
