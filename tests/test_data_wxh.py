@@ -164,3 +164,13 @@ def test_square_families_refuse_wxh_data_at_compose_time(wxh_shards, model):
     cfg = compose([f"model={model}", f"dataset.path={wxh_shards}", "train.batch=4", "logger=none"])
     with pytest.raises(ConfigError, match=r"cannot train the 64x32 data.*model=stylegan2.*center-crop-wide"):
         validate_config(cfg)
+
+
+def test_nvlabs_pickle_export_refuses_a_wxh_network(tmp_path):
+    from sgtrain.io.export_nvlabs import ExportError, export_nvlabs
+    from sgtrain.models.stylegan2.networks import Generator
+
+    G = Generator(16, 0, 16, 16, 3, init_res=[2, 4], channel_base=64, channel_max=8, num_fp16_res=0)
+    with pytest.raises(ExportError, match="W x H network.*cannot build"):
+        export_nvlabs({"G_ema": G}, tmp_path / "x.pkl", target="stylegan3")
+    assert not (tmp_path / "x.pkl").exists()
