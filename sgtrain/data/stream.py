@@ -23,7 +23,6 @@ Design (see docs/data.md for the user-facing version):
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
@@ -33,11 +32,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from sgtrain.errors import UserError
 
 from .card import CARD_NAME, LABELS_NAME, DatasetCard, load_card, load_vector_labels, local_dir_of
+from .decode import decode_image
 
 MODES = ("epoch", "resampled")
 _MAX_SLOTS = 256  # corrupt-sample counters: one slot per worker id (mod _MAX_SLOTS)
@@ -237,23 +236,14 @@ def iter_tar_samples(stream: Any) -> Iterator[dict[str, Any]]:
         yield current
 
 
-_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")  # PNG first: skips PIL's probing of every other plugin
-
-
 def decode_png(data: bytes) -> np.ndarray:
-    """Decode a stored image (PNG; JPEG/WEBP/BMP also accepted) to uint8 HWC, C = 1, 3 or 4 (L, RGB, RGBA).
+    """Decode a stored image (PNG; JPEG/WEBP/BMP also accepted) to uint8 HWC, C = 1, 3 or 4 (L, RGB, RGBA), with
+    pyspng / simplejpeg when installed, else Pillow (:func:`sgtrain.data.decode.decode_image`).
 
     Raises:
         OSError, ValueError: corrupt data or a pixel format other than 8-bit L/RGB/RGBA.
     """
-    with Image.open(io.BytesIO(data), formats=_FORMATS) as img:
-        img.load()
-        arr = np.asarray(img)
-    if arr.dtype != np.uint8:
-        raise ValueError(f"unexpected pixel dtype {arr.dtype}")
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    return arr
+    return decode_image(data)
 
 
 class ShardStream(torch.utils.data.IterableDataset):
