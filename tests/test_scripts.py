@@ -26,7 +26,7 @@ def _run(args: list[str], timeout: float = 300, **kw) -> subprocess.CompletedPro
 
 
 def test_every_script_is_listed():
-    assert {"bench_train.py", "param_count.py", "bench_gradfix.py", "bench_data.py"} <= set(SCRIPTS)
+    assert {"bench_train.py", "param_count.py", "bench_gradfix.py", "bench_data.py", "bench_loader.py"} <= set(SCRIPTS)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -213,3 +213,19 @@ def test_performance_doc_commands_name_scripts_and_flags_that_exist():
                 if flag not in helps[script]:
                     bad.append(f"{script} {flag}: not in its --help ({cmd})")
     assert not bad, "\n".join(bad)
+
+
+def test_bench_loader_runs_tiny(tmp_path):
+    out = tmp_path / "loader.json"
+    res = _run(["scripts/bench_loader.py", "--resolutions", "16,256", "--images", "2", "--seconds", "0.05",
+                "--rounds", "1", "--json", str(out)], timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "load average" in res.stdout and re.search(r"256x256: 405 img/s .* needs [\d.]+ cores", res.stdout)
+    got = json.loads(out.read_text())
+    from sgtrain.data.decode import available_decoders
+
+    decoders = {"pillow"} | ({"fast"} if available_decoders()["pyspng"] else set())
+    for res_, what, storage in [(16, "decode", "png"), (256, "decode", "jpeg"), (256, "loader", "png")]:
+        rows = [r for r in got["results"] if (r["resolution"], r["what"], r["storage"]) == (res_, what, storage)]
+        assert {r["decoder"] for r in rows} == decoders and all(r["img_per_s_per_core"] > 0 for r in rows)
+    assert got["cores"][0]["resolution"] == 256 and got["cores"][0]["cores"] > 0

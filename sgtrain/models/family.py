@@ -26,9 +26,43 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Family", "family_of", "family_of_class_path", "registered", "trusted_class", "trusted_packages"]
+__all__ = ["Family", "family_of", "family_of_class_path", "refuse_non_square", "registered", "trusted_class",
+           "trusted_packages"]
 
 _REGISTRY: dict[str, Family] = {}
+
+
+def refuse_non_square(cfg: Any, display_name: str, why: str = "its networks are square") -> None:
+    """A family's ``check_config`` part for families that build square networks only: refuse W x H data.
+
+    Reads the dataset card of ``cfg.dataset.path`` (nothing to check when it cannot be read: the data checks report
+    that themselves).
+
+    Raises:
+        sgtrain.errors.ConfigError: the data is not square, naming the fix.
+    """
+    from omegaconf import OmegaConf
+
+    from sgtrain.errors import ConfigError
+
+    path = OmegaConf.select(cfg, "dataset.path", default=None)
+    if path is None or OmegaConf.is_missing(cfg.dataset, "path"):
+        return
+    from sgtrain.data.card import size_of
+    from sgtrain.data.stream import resolve_shards
+
+    try:
+        _, card = resolve_shards(str(path))
+    except (OSError, ValueError):
+        return
+    if card is None:
+        return
+    w, h = size_of(card)
+    if w != h:
+        raise ConfigError(f"model={OmegaConf.select(cfg, 'model.name', default='?')}: {display_name} cannot train the "
+                          f"{w}x{h} data in {path} ({why}): use model=stylegan2 (or stylegan2_small), which builds "
+                          f"W x H networks, or repack square (sgtrain-data pack ... --resolution {max(w, h)}, or "
+                          f"--resolution {w}x{h} --crop center-crop-wide to pad onto {w}x{w} as NVlabs does)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -252,7 +252,8 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
         res = card.get("resolution")
         if cfg.model.resolution is not None and res is not None and int(cfg.model.resolution) != int(res):
             raise ConfigError(
-                f"model.resolution={cfg.model.resolution} but the shards in {cfg.dataset.path} are {res}x{res}: "
+                f"model.resolution={cfg.model.resolution} but the shards in {cfg.dataset.path} are "
+                f"{card.get('width') or res}x{card.get('height') or res}: "
                 f"pass model.resolution={res} (or model.resolution=null to follow the data), or repack the images "
                 f"with `sgtrain-data pack ... --resolution {cfg.model.resolution}`"
             )
