@@ -28,6 +28,9 @@ def check_config(cfg: Any, per_pass_batches: list[int]) -> None:
     """
     from omegaconf import OmegaConf
 
+    from sgtrain.models.family import refuse_non_square
+
+    refuse_non_square(cfg, "R3GAN", why="its generative basis is a square 4x4")
     if OmegaConf.select(cfg, "schedule", default=None) is not None:
         raise ConfigError("schedule: R3GAN does not grow progressively; set schedule=null")
     widths = OmegaConf.select(cfg, "model.G.WidthPerStage", default=None)
