@@ -18,7 +18,7 @@ from fixture_weights import fill_module
 from sgtrain.io import save_network
 from sgtrain.io.export import ExportError, export_onnx, export_torchscript
 from sgtrain.io.export_nvlabs import export_nvlabs, nvlabs_snapshot_bytes, pickle_globals, read_nvlabs_export
-from sgtrain.models import dcgan, progan, stylegan2, stylegan3
+from sgtrain.models import dcgan, progan, r3gan, stylegan2, stylegan3
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -55,6 +55,17 @@ def _dcgan() -> torch.nn.Module:
     return G
 
 
+def _r3gan() -> torch.nn.Module:
+    torch.manual_seed(0)
+    G = r3gan.Generator(NoiseDimension=16, WidthPerStage=[16, 16, 8], CardinalityPerStage=[2, 2, 2],
+                        BlocksPerStage=[1, 1, 1], ExpansionFactor=2, c_dim=3, ConditionEmbeddingDimension=4,
+                        img_resolution=16).eval()
+    with torch.no_grad():
+        for p in G.parameters():  # the MSR init zeroes every residual branch's last layer
+            p.add_(0.2 * torch.randn_like(p))
+    return G
+
+
 def _reference(G, z, c, psi):
     with torch.no_grad():
         if hasattr(G, "mapping"):
@@ -62,7 +73,8 @@ def _reference(G, z, c, psi):
         return G(z, c)
 
 
-CASES = {"stylegan2_cond": (lambda: _sg2(c_dim=3), 0.7), "stylegan3_t": (_sg3, 0.6), "dcgan": (_dcgan, 1.0)}
+CASES = {"stylegan2_cond": (lambda: _sg2(c_dim=3), 0.7), "stylegan3_t": (_sg3, 0.6), "dcgan": (_dcgan, 1.0),
+         "r3gan_cond": (_r3gan, 1.0)}
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -1,6 +1,6 @@
 """The latent tools and the equivariance metrics on every family (issues 11, 12, 13).
 
-- z-only networks (ProGAN, DCGAN): seeds -> images and z interpolation videos work; every W tool refuses with one
+- z-only networks (ProGAN, DCGAN, R3GAN): seeds -> images and z interpolation videos work; every W tool refuses with one
   line naming the family (no traceback).
 - StyleGAN (v1): truncation with cutoff, noise modes, the paper's coarse/middle/fine presets, mixing, blending,
   video and SeFa on an NVlabs TF file, a saved network and (slow) a tiny training run.
@@ -42,7 +42,7 @@ from sgtrain.latent.interpolate import z_path
 from sgtrain.latent.studio import capabilities, generate_z_images, make_transform, render_controls
 from sgtrain.metrics.metric_main import compute_metric, compute_metric_between
 from sgtrain.metrics.metric_names import parse_metric
-from sgtrain.models import dcgan, progan, stylegan, stylegan3
+from sgtrain.models import dcgan, progan, r3gan, stylegan, stylegan3
 from sgtrain.models.stylegan2 import Generator as StyleGAN2Generator
 
 FIX = Path(__file__).parent / "fixtures"
@@ -85,16 +85,19 @@ def gif_frames(path) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def znets(tmp_path_factory) -> dict[str, str]:
-    """Tiny random ProGAN and DCGAN generators saved as portable files."""
+    """Tiny random ProGAN, DCGAN and R3GAN generators saved as portable files."""
     d = tmp_path_factory.mktemp("znets")
     torch.manual_seed(0)
     nets = {"ProGAN": progan.Generator(num_channels=3, resolution=16, fmap_base=32, fmap_max=16),
-            "DCGAN": dcgan.Generator(z_dim=8, img_resolution=16, ngf=8)}
+            "DCGAN": dcgan.Generator(z_dim=8, img_resolution=16, ngf=8),
+            "R3GAN": r3gan.Generator(NoiseDimension=8, WidthPerStage=[16, 8, 8], CardinalityPerStage=[2, 2, 2],
+                                     BlocksPerStage=[1, 1, 1], ExpansionFactor=2, img_resolution=16)}
     for name, G in nets.items():
         with torch.no_grad():  # DCGAN: weights and batch-norm statistics as after some training (visible images)
             for mod in G.modules():
-                if isinstance(mod, torch.nn.ConvTranspose2d):
-                    mod.weight.normal_(0, 0.3)
+                if isinstance(mod, (torch.nn.ConvTranspose2d, torch.nn.Conv2d)) and name == "R3GAN" or \
+                        isinstance(mod, torch.nn.ConvTranspose2d):
+                    mod.weight.normal_(0, 0.3)  # (R3GAN: its residual branches start at zero)
                 if isinstance(mod, torch.nn.BatchNorm2d):
                     mod.running_mean.uniform_(-0.5, 0.5)
                     mod.running_var.uniform_(0.5, 2)
@@ -102,7 +105,7 @@ def znets(tmp_path_factory) -> dict[str, str]:
     return {name: str(d / name) + ".safetensors" for name in nets}
 
 
-@pytest.mark.parametrize("family", ["ProGAN", "DCGAN"])
+@pytest.mark.parametrize("family", ["ProGAN", "DCGAN", "R3GAN"])
 def test_z_only_generate_seeds(znets, family, tmp_path):
     G = load_generator(znets[family], "cpu")
     caps = capabilities(G)
@@ -150,7 +153,7 @@ REFUSALS = [
 ]
 
 
-@pytest.mark.parametrize("family", ["ProGAN", "DCGAN"])
+@pytest.mark.parametrize("family", ["ProGAN", "DCGAN", "R3GAN"])
 @pytest.mark.parametrize("main,args,expect", REFUSALS, ids=[f"{m.__module__.rsplit('.', 1)[1]}{i}"
                                                               for i, (m, _, _) in enumerate(REFUSALS)])
 def test_z_only_refuses_w_tools_in_one_line(znets, family, main, args, expect, tmp_path, capsys):
@@ -166,7 +169,7 @@ def test_z_only_refuses_w_tools_in_one_line(znets, family, main, args, expect, t
         assert "style-based generator (StyleGAN, StyleGAN2, StyleGAN3)" in err or "use --space z" in err
 
 
-@pytest.mark.parametrize("family", ["ProGAN", "DCGAN"])
+@pytest.mark.parametrize("family", ["ProGAN", "DCGAN", "R3GAN"])
 def test_z_only_interpolation_lerp_and_slerp(znets, family, tmp_path):
     G = load_generator(znets[family], "cpu")
     z = seeds_to_z([0, 1], G.z_dim)

@@ -11,14 +11,16 @@ What makes a generator exportable (issue 28; NVlabs stylegan3 #19 and #57, pytor
 - no random ops: ``noise_mode='random'`` (``aten::normal``) is refused, the noise is ``'const'`` or ``'none'``;
 - no per-sample grouped convolution: StyleGAN2's modulated convolution runs with ``fused_modconv=False``
   (activations scaled by the styles, one shared weight, then demodulated) and StyleGAN3's grouped convolution is
-  replaced during the export by the same algebra (:func:`_modulated_conv2d_ungrouped`), because a grouped
+  replaced during the export by the same algebra (the family's ``Family.export_patches``:
+  ``sgtrain.models.stylegan3.export.modulated_conv2d_ungrouped``), because a grouped
   convolution with ``groups = batch size`` fixes the batch size in the graph;
 - ``assert_shape`` is silent while tracing (its ``int(size)`` would freeze the batch size).
 
-Families: StyleGAN2 (and -ADA), StyleGAN3 (T and R) and DCGAN export. ProGAN and StyleGAN (v1) do not: their
+Families: StyleGAN2 (and -ADA), StyleGAN3 (T and R), DCGAN and R3GAN export. ProGAN and StyleGAN (v1) do not: their
 forward reads the ``lod`` buffer as a Python number (``float(self.lod)``) to choose which blocks run and how the
 fade-in blends them, so a graph would either fail to trace (data-dependent control flow under ``torch.export``)
-or silently freeze one level of detail; :func:`check_exportable` refuses them with that reason.
+or silently freeze one level of detail; their `Family.not_exportable` says so and :func:`check_exportable` refuses
+with it.
 
 ONNX graphs are written with ``torch.onnx.export(dynamo=True)`` (opset 20: StyleGAN3's input transform uses
 ``affine_grid``, ONNX ``AffineGrid`` from opset 20); TorchScript with ``torch.jit.trace``. Both write atomically
@@ -31,7 +33,6 @@ import contextlib
 import copy
 import inspect
 import os
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,18 +40,10 @@ import torch
 
 from sgtrain.io.atomic import atomic_write
 
-__all__ = ["EXPORTABLE", "FORMATS", "ExportError", "GeneratorGraph", "check_exportable", "export_generator",
+__all__ = ["FORMATS", "ExportError", "GeneratorGraph", "check_exportable", "export_generator",
            "export_onnx", "export_torchscript"]
 
 FORMATS = ("onnx", "torchscript")
-#: Family names (``sgtrain.latent.studio.family_name``) whose generators export.
-EXPORTABLE = ("StyleGAN2", "StyleGAN3", "DCGAN")
-_NOT_EXPORTABLE = {
-    "ProGAN": "its forward reads the lod buffer as a Python number (float(self.lod)) to choose the blocks to run "
-              "and the fade-in weight, which a graph cannot hold (it would fail to trace or freeze one lod)",
-    "StyleGAN": "its forward reads the lod buffer as a Python number (float(self.lod)) to choose the blocks to run "
-                "and the fade-in weight, which a graph cannot hold (it would fail to trace or freeze one lod)",
-}
 ONNX_OPSET = 20
 
 
@@ -73,14 +66,16 @@ def check_exportable(G: torch.nn.Module, truncation_psi: float = 1.0, truncation
     """Check that ``G`` and the options can become a graph; return the family name.
 
     Raises:
-        ExportError: a family that does not export (the reason), psi != 1 or a cutoff for a network without W
-            space, an unknown or random noise mode, a cutoff out of [0, num_ws].
+        ExportError: a family that does not export (its ``Family.not_exportable`` reason), psi != 1 or a cutoff
+            for a network without W space, an unknown or random noise mode, a cutoff out of [0, num_ws].
     """
+    from sgtrain.models.family import family_of
+
     fam = _family(G)
-    if fam in _NOT_EXPORTABLE:
-        raise ExportError(f"{fam} generators do not export to a graph: {_NOT_EXPORTABLE[fam]}")
-    if fam not in EXPORTABLE:
-        raise ExportError(f"{fam} generators are not known to export (exportable: {', '.join(EXPORTABLE)})")
+    descriptor = family_of(G)
+    why = descriptor.not_exportable if descriptor is not None else None
+    if why:  # the family's word (Family.not_exportable); any other generator is traced and checked after
+        raise ExportError(f"{fam} generators do not export to a graph: {why}")
     if noise_mode == "random":
         raise ExportError("noise_mode 'random' cannot be exported: aten::normal makes the graph non-deterministic and "
                           "is not portable; use 'const' (the network's fixed noise) or 'none'")
@@ -138,44 +133,30 @@ def _accepts(module: torch.nn.Module, keyword: str) -> bool:
     return False
 
 
-def _modulated_conv2d_ungrouped(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, demodulate: bool = True,
-                                padding: Any = 0, input_gain: torch.Tensor | None = None) -> torch.Tensor:
-    """StyleGAN3's modulated convolution without the grouped convolution (same result up to float rounding).
-
-    conv2d(x * s_ni * g_ni, w)_no * d_no with d_no = (sum_i s_ni^2 sum_k w_oik^2 + 1e-8)^-1/2 equals the grouped
-    convolution with per-sample weights w_oik s_ni d_no g_ni (Karras et al. 2020, StyleGAN2 sec. 2.2, eq. 1 and 3;
-    StyleGAN3 appendix: weight and styles pre-normalised to unit RMS). Shapes as ``modulated_conv2d``: x [N, I, H, W],
-    w [O, I, kh, kw], s [N, I], input_gain [], [I] or [N, I].
-    """
-    if demodulate:
-        w = w * w.square().mean([1, 2, 3], keepdim=True).rsqrt()
-        s = s * s.square().mean().rsqrt()
-        dcoefs = (s.square() @ w.square().sum([2, 3]).t() + 1e-8).rsqrt()  # [N, O]
-    if input_gain is not None:
-        s = s * input_gain
-    y = torch.nn.functional.conv2d(x * s.to(x.dtype)[:, :, None, None], w.to(x.dtype), padding=padding)
-    if demodulate:
-        y = y * dcoefs.to(y.dtype)[:, :, None, None]
-    return y
-
-
 @contextlib.contextmanager
 def _export_mode(G: torch.nn.Module) -> Iterator[None]:
-    """Reference ops, and StyleGAN3's ungrouped modulated convolution, for the duration of the export."""
+    """Reference ops, and the family's export patches (``Family.export_patches``: StyleGAN3's ungrouped modulated
+    convolution), for the duration of the export."""
+    import importlib
+
+    from sgtrain.models.family import family_of, resolve
+
     old_env = os.environ.get("SGTRAIN_OPS")
     os.environ["SGTRAIN_OPS"] = "ref"
-    patched: list[tuple[Any, Any]] = []
+    patched: list[tuple[Any, str, Any]] = []
+    descriptor = family_of(G)
     try:
-        if _family(G) == "StyleGAN3":
-            module = sys.modules[type(G.synthesis).__module__]
-            if not callable(getattr(module, "modulated_conv2d", None)):
-                raise ExportError(f"{module.__name__} has no modulated_conv2d to replace for the export")
-            patched.append((module, module.modulated_conv2d))
-            module.modulated_conv2d = _modulated_conv2d_ungrouped
+        for target, replacement in (descriptor.export_patches if descriptor is not None else {}).items():
+            mod_name, _, attr = target.partition(":")
+            module = importlib.import_module(mod_name)
+            if not callable(getattr(module, attr, None)):
+                raise ExportError(f"{mod_name} has no {attr} to replace for the export")
+            patched.append((module, attr, getattr(module, attr)))
+            setattr(module, attr, resolve(replacement))
         yield
     finally:
-        for module, fn in patched:
-            module.modulated_conv2d = fn
+        for module, attr, fn in patched:
+            setattr(module, attr, fn)
         if old_env is None:
             os.environ.pop("SGTRAIN_OPS", None)
         else:

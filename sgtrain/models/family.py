@@ -95,6 +95,10 @@ class Family:
             ``checkpoint_readers`` read; the allow-list unpickler turns them into data records (never imported).
         checkpoint_readers: readers of other programs' checkpoints it owns: ``(probe, load)`` import paths, ``probe(obj)
             -> bool`` on the unpickled object, ``load(obj, path) -> dict`` of networks.
+        not_exportable: why this family's generator cannot become an ONNX / TorchScript graph (``sgtrain-export``
+            refuses with it); None = it exports (checked by tracing and comparing the graph's output).
+        export_patches: functions replaced while the generator is traced for ``sgtrain-export``: ``{'module:attr':
+            'module:replacement'}`` (StyleGAN3: its grouped modulated convolution by an ungrouped one).
         moved_keys: config keys of earlier sgtrain versions and where this family has them now (for the message
             of an unknown key).
 
@@ -117,6 +121,8 @@ class Family:
     pickle_classes: frozenset[str] = frozenset()
     checkpoint_readers: tuple[tuple[str, str], ...] = ()
     moved_keys: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    not_exportable: str | None = None
+    export_patches: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", self.name):

@@ -19,6 +19,9 @@ def check_config(cfg, per_pass_batches: list[int]) -> None:
 
 
 FAMILY = Family(
+    not_exportable=("its forward reads the lod buffer as a Python number (float(self.lod)) to choose the blocks "
+                    "to run and the fade-in weight, which a graph cannot hold (it would fail to trace or freeze one "
+                    "lod)"),
     name="stylegan", display_name="StyleGAN", package=__name__, check_config=check_config, w_space=True,
     progressive=True, mapping_layer="mapping.fc{i}.", transfer_settings=progressive_transfer_settings,
     tf_builds={"G_style": f"{__name__}.tf:convert", "D_basic": f"{__name__}.tf:convert"},

@@ -23,4 +23,5 @@ FAMILY = Family(
     mapping_layer="mapping.fc{i}.", check_config=check_config, transfer_settings=transfer_settings,
     nvlabs_classes=(("Generator", frozenset({"SynthesisInput", "SynthesisLayer", "MappingNetwork"}),
                      f"{__name__}.networks.Generator"),),
+    export_patches={f"{__name__}.networks:modulated_conv2d": f"{__name__}.export:modulated_conv2d_ungrouped"},
 )
