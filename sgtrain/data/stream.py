@@ -473,13 +473,13 @@ class ShardStream(torch.utils.data.IterableDataset):
 
 
 #: Signals the training process handles (checkpoint and stop, checkpoint and requeue: sgtrain.training.cluster).
-STOP_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2")
 
 
 def ignore_stop_signals(worker_id: int = 0) -> None:
-    """``worker_init_fn`` of the loader workers: ignore SIGTERM, SIGUSR1 and SIGUSR2.
+    """``worker_init_fn`` of the loader workers: ignore SIGTERM, SIGINT, SIGUSR1 and SIGUSR2.
 
-    SLURM (time limit, ``scancel``, ``--signal`` without ``B:``), ``timeout`` and ``kill -TERM -<pgid>`` signal every
+    Ctrl-C in a terminal signals the whole foreground process group; SLURM (time limit, ``scancel``, ``--signal`` without ``B:``), ``timeout`` and ``kill -TERM -<pgid>`` signal every
     process of the job, the loader workers too. A worker ended by the signal makes the training process fail at its
     next batch ("DataLoader worker ... is killed by signal: Terminated") before it can save; ignoring the signals
     leaves the decision to the training process, which checkpoints at the next step and then stops the workers.
