@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from sgtrain.errors import UserError
 from sgtrain.io.atomic import atomic_write
 
 __all__ = ["EXPORTABLE", "FORMATS", "ExportError", "GeneratorGraph", "check_exportable", "export_generator",
@@ -54,7 +55,7 @@ _NOT_EXPORTABLE = {
 ONNX_OPSET = 20
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """A generator, option or format that cannot be exported; the message names the reason (one line)."""
 
 

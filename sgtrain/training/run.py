@@ -20,6 +20,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sgtrain.errors import UserError
+
 from .cluster import RequeueOnSignal, cluster_plugins, ddp_job_scope, env_global_rank
 from .config import (
     ConfigError,
@@ -577,7 +579,7 @@ def main_entry(cfg: DictConfig) -> Any:
     try:
         with ddp_job_scope():  # the next job of a local -m sweep starts without this job's process group / env
             out = train(cfg)
-    except ConfigError as err:
+    except UserError as err:  # ConfigError and every other error the user can fix; anything else is a bug
         print(f"sgtrain-train: error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
     if _is_rank_zero():
