@@ -63,8 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fake", help="second image set, in place of a generator")
     parser.add_argument("--detector", help="feature network file (Inception for FID, KID, IS; VGG16 for PR, PPL)")
     parser.add_argument("--num-gen", type=int, default=None,
-                        help="generated images (PPL: paths) instead of the count in the metric name; with --real/--fake "
-                             "the fake images used (default: every image of --fake)")
+                        help="generated images (PPL: paths) instead of the count in the metric name; with --real/--fake"
+                             " the fake images used (default: every image of --fake)")
     parser.add_argument("--num", type=int, default=2048, help="swd only: images per set (default 2048)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of latents, labels, noise and subsets (default 0)")
