@@ -122,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = args.data or _synthetic_shards(tmp / "data")
         policies: list[tuple[str, int | None]] = [("policy", None), ("torch", os.cpu_count() or 1)]
-        policies += [(f"threads={n}", int(n)) for n in dict.fromkeys(int(n) for n in args.threads.split(",") if n.strip())
-                     if n != policies[1][1]]  # torch's default is one of them already
+        wanted = dict.fromkeys(int(n) for n in args.threads.split(",") if n.strip())
+        policies += [(f"threads={n}", n) for n in wanted if n != policies[1][1]]  # torch's default is there already
         load0 = os.getloadavg()
         print(f"load average before: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}; {os.cpu_count()} cores in the "
               f"machine, {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'} free to this "
