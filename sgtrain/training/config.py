@@ -126,7 +126,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "train") -> D
     """Compose the packaged ``sgtrain/conf`` configs outside the CLI (tests, notebooks).
 
     Args:
-        overrides: Hydra overrides, e.g. ``["model=stylegan2_small", "dataset.path=data/emoji"]``.
+        overrides: Hydra overrides, e.g. ``["model=stylegan2_small", "dataset.path=data/smileys"]``.
     Returns:
         The composed DictConfig (struct mode; interpolations not yet resolved).
     Raises:
