@@ -58,7 +58,7 @@ def runnable_blocks(root: Path = REPO) -> list[tuple[str, list[str]]]:
             if line.strip() != MARKER:
                 continue
             where = f"{path.name}:{i + 1}"
-            assert i + 1 < len(lines) and lines[i + 1].strip() == "```bash", f"{where}: the marker is not before ```bash"
+            assert i + 1 < len(lines) and lines[i + 1].strip() == "```bash", f"{where}: no ```bash after the marker"
             body, j = [], i + 2
             while lines[j].strip() != "```":
                 body.append(lines[j])
