@@ -119,6 +119,8 @@ def precheck_overrides(overrides: list[str]) -> str | None:
         read_card(str(cfg.dataset.path))
     except ConfigError as err:
         return str(err)
+    except Exception:  # e.g. an interpolation that does not resolve: validate_config names the key
+        return None
     return None
 
 

@@ -588,6 +588,9 @@ def main_entry(cfg: DictConfig) -> Any:
     except UserError as err:  # ConfigError and every other error the user can fix; anything else is a bug
         print(f"sgtrain-train: error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C during set-up (once training runs, RequeueOnSignal saves and stops)
+        print("sgtrain-train: interrupted before training started; nothing to save", file=sys.stderr, flush=True)
+        sys.exit(130)
     if _is_rank_zero():
         print_summary(out["run_dir"])
     return out
