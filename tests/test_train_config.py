@@ -309,3 +309,9 @@ def test_precheck_leaves_moved_keys_and_good_commands_to_the_full_check(shards16
     assert code == 2 and "moved to loss.r1_gamma" in lines[-1], lines
     assert precheck_overrides(["model=stylegan2_small", f"dataset.path={shards16}", "+train.kimg=2"]) is None
     assert precheck_overrides(["--cfg", "job", "dataset.path=/no/such/dir"]) is None  # print only
+
+
+def test_quickstart_does_not_print_the_config():
+    """About 100 lines of resolved config opened every quickstart run; the file in the run directory has them."""
+    assert compose(["experiment=quickstart", "dataset.path=x"]).run.print_config is False
+    assert compose(["dataset.path=x"]).run.print_config is True
