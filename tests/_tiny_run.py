@@ -59,6 +59,10 @@ TINY_FAMILIES = {
                     "model.z_dim=16", "model.w_dim=16", "model.map_layers=1", "model.D.channel_base=128",
                     "model.D.channel_max=16", "model.mbstd_group_size=2", "model.num_fp16_res=0",
                     "model.D.num_fp16_res=0", "train.batch=4"],
+    # the authors' layout: separate reals for D and G, D's passes of 2 (gradients averaged), every schedule decaying
+    "r3gan": ["model=r3gan_small", "model.NoiseDimension=8", "model.WidthPerStage=[16,16,8]",
+              "model.CardinalityPerStage=[2,2,1]", "model.BlocksPerStage=[1,1,1]", "train.batch=4", "augment=fixed",
+              "train.decay_kimg=0.032", "train.ema_kimg_final=0.01", "augment.p_final=0.5", "train.D_batch_gpu=2"],
 }
 
 LOSS_KEYS = ("Loss/G/loss", "Loss/D/loss", "Loss/G/reg", "Loss/D/reg", "pl_mean")

@@ -110,8 +110,8 @@ def test_batch_sizes_channels_and_errors():
     y64 = pipe(torch.rand(2, 3, 32, 32, dtype=torch.float64) * 2 - 1)
     assert y64.dtype == torch.float64
     assert augment_pipe("bg", p=1.0)(torch.rand(2, 5, 16, 16)).shape == (2, 5, 16, 16)  # geometry: any C
-    with pytest.raises(ValueError, match="RGB .* or L"):
-        augment_pipe("color", p=1.0)(torch.rand(2, 4, 16, 16))
+    with pytest.raises(ValueError, match="RGB, RGBA or L"):
+        augment_pipe("color", p=1.0)(torch.rand(2, 5, 16, 16))
     with pytest.raises(ValueError, match="imgfilter needs images larger than 21x21"):
         augment_pipe("filter", p=1.0)(torch.rand(2, 3, 16, 16))
     with pytest.raises(ValueError, match="uint8"):

@@ -114,7 +114,8 @@ def test_resume_at_data_epoch_boundary(shards, tmp_path):
     assert worst == 0.0, f"extended run differs from the uninterrupted one by {worst:g} at {where}"
 
 
-FAMILY_CASES = [("progan", 1), ("progan", 2), ("stylegan", 1), ("dcgan", 1), ("stylegan3_t", 1), ("ada", 1)]
+FAMILY_CASES = [("progan", 1), ("progan", 2), ("stylegan", 1), ("dcgan", 1), ("stylegan3_t", 1), ("ada", 1),
+                ("r3gan", 1)]
 
 
 @pytest.mark.parametrize("family, world", FAMILY_CASES, ids=[f"{f}-{w}proc" for f, w in FAMILY_CASES])
@@ -158,7 +159,8 @@ def test_killed_run_of_every_family_resumes_exactly(shards, tmp_path, family, wo
     assert len(read_metrics(run_dir)) < len(ref_rows), "the run finished before the kill; nothing was resumed"
     _run(args(run_dir), log)
     rows = read_metrics(run_dir)
-    keys = [k for k in ref_rows[-1] if k.startswith("Loss/") or k in ("lod", "minibatch", "augment_p", "pl_mean")]
+    keys = [k for k in ref_rows[-1] if k.startswith(("Loss/", "Progress/"))
+            or k in ("lod", "minibatch", "augment_p", "pl_mean")]
     assert [r["kimg"] for r in rows] == [r["kimg"] for r in ref_rows], "kimg not continuous across the kill"
     if world == 1:
         for a, b in zip(ref_rows, rows, strict=True):

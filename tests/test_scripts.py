@@ -26,7 +26,7 @@ def _run(args: list[str], timeout: float = 300, **kw) -> subprocess.CompletedPro
 
 
 def test_every_script_is_listed():
-    assert {"bench_train.py", "param_count.py", "bench_gradfix.py", "bench_data.py"} <= set(SCRIPTS)
+    assert {"bench_train.py", "param_count.py", "bench_gradfix.py", "bench_data.py", "bench_loader.py"} <= set(SCRIPTS)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -213,6 +213,42 @@ def test_performance_doc_commands_name_scripts_and_flags_that_exist():
                 if flag not in helps[script]:
                     bad.append(f"{script} {flag}: not in its --help ({cmd})")
     assert not bad, "\n".join(bad)
+
+
+def test_bench_loader_runs_tiny(tmp_path):
+    out = tmp_path / "loader.json"
+    res = _run(["scripts/bench_loader.py", "--resolutions", "16,256", "--images", "2", "--seconds", "0.05",
+                "--rounds", "1", "--json", str(out)], timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "load average" in res.stdout and re.search(r"256x256: 405 img/s .* needs [\d.]+ cores", res.stdout)
+    got = json.loads(out.read_text())
+    from sgtrain.data.decode import available_decoders
+
+    decoders = {"pillow"} | ({"fast"} if available_decoders()["pyspng"] else set())
+    for res_, what, storage in [(16, "decode", "png"), (256, "decode", "jpeg"), (256, "loader", "png")]:
+        rows = [r for r in got["results"] if (r["resolution"], r["what"], r["storage"]) == (res_, what, storage)]
+        assert {r["decoder"] for r in rows} == decoders and all(r["img_per_s_per_core"] > 0 for r in rows)
+    assert got["cores"][0]["resolution"] == 256 and got["cores"][0]["cores"] > 0
+
+
+@pytest.mark.slow
+def test_equal_time_trains_side_by_side_and_scores_each(tmp_path):
+    """scripts/equal_time.py (docs/performance.md's R3GAN-beside-StyleGAN figures) on tiny runs of two families."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from _tiny_run import TINY, TINY_FAMILIES, make_shards
+
+    shards = make_shards(tmp_path, n=32, res=16)
+    common = " ".join(a for a in TINY if not a.startswith(("model", "logger", "trainer.progress", "run.print",
+                                                            "train.swd", "dataset.num_workers", "trainer.threads")))
+    runs = [f"sg2={' '.join(TINY_FAMILIES['stylegan2'])} {common}", f"r3={' '.join(TINY_FAMILIES['r3gan'])} {common}"]
+    res = _run(["scripts/equal_time.py", "--minutes", "0.75", "--data", str(shards), "--out", str(tmp_path / "out"),
+                "--swd-images", "16", "--grid", "2x2", *[a for r in runs for a in ("--run", r)]], timeout=600)
+    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-2000:])
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [r["name"] for r in summary["runs"]] == ["sg2", "r3"]
+    for r in summary["runs"]:
+        assert r["kimg"] > 0 and r["swd_x1e3"] > 0 and Path(r["grid"]).is_file()
+    assert "| sg2 |" in res.stdout and "| r3 |" in res.stdout
 
 
 @pytest.mark.slow

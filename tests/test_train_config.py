@@ -198,11 +198,14 @@ def test_every_training_knob_reaches_the_module_without_a_hand_copy(shards16):
                "train.betas": [0.1, 0.9], "train.eps": 1e-7, "train.G_reg_interval": 3, "train.D_reg_interval": 5,
                "train.ema_kimg": 0.7, "train.ema_rampup": 0.05, "train.freeze_mapping": 1, "train.seed": 7,
                "train.tick_kimg": 0.5, "train.kimg": 3.0, "train.snap_kimg": 1.5, "augment.ada_target": 0.7,
-               "augment.ada_interval": 2, "augment.ada_kimg": 50}
+               "augment.ada_interval": 2, "augment.ada_kimg": 50, "train.G_batch_gpu": 2, "train.D_batch_gpu": 4,
+               "train.decay_kimg": 2.0, "train.lr_final": 0.001, "train.beta2_final": 0.95,
+               "train.ema_kimg_final": 0.3}
+    fixed = {"augment.p_final": 0.4}  # a decaying fixed p (not with ADA): its own config below
     fields = {f"train.{f.name}" for f in dataclasses.fields(TrainConfig)} | {
         f"augment.{f.name}" for f in dataclasses.fields(AugmentConfig)}
     taken = {k for k in fields if k.split(".")[1] in params} | set(MODULE_RENAMED)
-    assert taken == set(changed), sorted(taken ^ set(changed))  # a new knob: add it here with a value to check
+    assert taken == set(changed) | set(fixed), sorted(taken ^ (set(changed) | set(fixed)))  # a new knob: add it
     cfg = compose(["model=stylegan2_small", f"dataset.path={shards16}", "augment=ada",
                    *[f"{k}={v}" for k, v in changed.items()]])
     validate_config(cfg)
@@ -211,6 +214,11 @@ def test_every_training_knob_reaches_the_module_without_a_hand_copy(shards16):
         name = MODULE_RENAMED.get(key, key.split(".")[1])
         got = list(hp[name]) if isinstance(hp[name], tuple) else hp[name]
         assert got == pytest.approx(value), (key, got)
+    cfg = compose(["model=stylegan2_small", f"dataset.path={shards16}", "augment=fixed", "train.decay_kimg=2",
+                   "train.batch=8", *[f"{k}={v}" for k, v in fixed.items()]])
+    validate_config(cfg)
+    hp = build_training(cfg, world=1).module.hparams
+    assert {k: hp[k.split(".")[1]] for k in fixed} == fixed
 
 
 @pytest.mark.parametrize("override,key", [

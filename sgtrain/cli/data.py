@@ -1,7 +1,8 @@
 """``sgtrain-data``: pack image collections into shards and inspect packed datasets.
 
-    sgtrain-data pack SRC OUT --resolution R [--crop center|none] [--resize-filter box|lanczos] [--channels 3|1]
-                      [--labels auto|none] [--shard-size 1GB] [--workers N] [--allow-upscale] [--overwrite]
+    sgtrain-data pack SRC OUT --resolution R|WxH [--crop center|none|center-crop|center-crop-wide]
+                      [--resize-filter box|lanczos] [--channels 1|3|4]
+                      [--labels auto|folders|none] [--shard-size 1GB] [--workers N] [--allow-upscale] [--overwrite]
                       [--order shuffled|sorted] [--name NAME]
     sgtrain-data inspect OUT [--grid PATH] [--num 64] [--verify]
 
@@ -22,22 +23,28 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sgtrain-data", description="Pack images into webdataset shards; inspect them.")
     sub = p.add_subparsers(dest="cmd", required=True)
     pk = sub.add_parser("pack", help="pack a folder, zip, NVlabs dataset zip or LMDB into shards + dataset.json")
-    pk.add_argument("src", help="folder (recursive), .zip, NVlabs dataset zip, or LMDB directory")
+    pk.add_argument("src", help="folder (recursive), .zip, NVlabs dataset zip, .tar[.gz], or LSUN LMDB directory")
     pk.add_argument("out", help="output directory for <name>-NNNNNN.tar, dataset.json, skipped.txt")
-    pk.add_argument("--resolution", type=int, required=True, help="output side R (images become R x R)")
+    pk.add_argument("--resolution", required=True,
+                    help="output side R (images become R x R) or WxH, width x height (NVlabs' form, e.g. 512x384)")
     pk.add_argument(
         "--crop",
-        choices=["center", "none"],
+        "--transform",
+        dest="crop",
+        choices=["center", "none", "center-crop", "center-crop-wide"],
         default="center",
-        help="center: largest centred square; none: images must be square (default center)",
+        help="center: largest centred box of aspect W:H (default); none: images must have that aspect; NVlabs' "
+        "center-crop: largest centred square resized to WxH; center-crop-wide: full width at W:H, padded onto WxW",
     )
     pk.add_argument("--resize-filter", choices=["box", "lanczos"], default="lanczos", help="default lanczos")
-    pk.add_argument("--channels", type=int, choices=[3, 1], default=3, help="3 = RGB, 1 = grayscale")
+    pk.add_argument("--channels", type=int, choices=[1, 3, 4], default=3,
+                    help="3 = RGB (alpha composited on white, default), 1 = grayscale, 4 = RGBA (alpha kept)")
     pk.add_argument(
         "--labels",
-        choices=["auto", "none"],
+        choices=["auto", "folders", "none"],
         default="auto",
-        help="auto: NVlabs dataset.json, else first-level folder names; none: unconditional",
+        help="auto: NVlabs dataset.json, else first-level folder names; folders: sub-folder names only; "
+        "none: unconditional",
     )
     pk.add_argument("--shard-size", default="1GB", help="target shard size (1GB, 256MB, ...; default 1GB)")
     pk.add_argument("--workers", type=int, default=None, help="decode processes (default: number of CPUs)")
@@ -83,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             skipped = card.pack.get("skipped", 0)
             print(
-                f"packed {card.count} images ({card.resolution}x{card.resolution}, {card.channels} ch, "
+                f"packed {card.count} images ({card.size[0]}x{card.size[1]}, {card.channels} ch, "
                 f"c_dim={card.c_dim}) into {len(card.shards)} shard(s) in {args.out}; "
                 f"skipped {skipped} (listed in {os.path.join(args.out, 'skipped.txt')})"
             )

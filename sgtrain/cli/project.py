@@ -21,7 +21,7 @@ from sgtrain.latent import (
     to_uint8,
 )
 from sgtrain.latent._cli import base_parser, run
-from sgtrain.latent.project import VGG16_URL
+from sgtrain.latent.project import VGG16_URL, image_size
 from sgtrain.latent.studio import require_w
 
 EPILOG = f"""examples:
@@ -43,7 +43,7 @@ def _main(args) -> None:
     require_w(G, "projection")
     device = next(G.parameters()).device
     vgg = load_vgg16(args.vgg, device) if args.loss == "lpips-vgg" else None
-    targets = torch.stack([load_target(t, G.img_resolution, G.img_channels) for t in args.target])
+    targets = torch.stack([load_target(t, image_size(G), G.img_channels) for t in args.target])
     init_ws = None
     if args.init == "encoder":
         if not args.encoder:

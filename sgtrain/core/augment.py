@@ -437,11 +437,13 @@ class AugmentPipe(nn.Module):
         flat = images.reshape([n, c, h * w])
         if c == 3:
             flat = C[:, :3, :3] @ flat + C[:, :3, 3:]
+        elif c == 4:  # RGBA: colour transforms move R, G, B; alpha is left as it is
+            flat = torch.cat([C[:, :3, :3] @ flat[:, :3] + C[:, :3, 3:], flat[:, 3:]], dim=1)
         elif c == 1:
             C = C[:, :3, :].mean(dim=1, keepdim=True)  # L = mean of the transformed R, G, B
             flat = flat * C[:, :, :3].sum(dim=2, keepdim=True) + C[:, :, 3:]
         else:
-            raise ValueError(f"AugmentPipe: color transformations need RGB (3 channels) or L (1 channel) images, "
+            raise ValueError(f"AugmentPipe: color transformations need RGB, RGBA or L (3, 4 or 1 channel) images, "
                              f"got {c} channels; turn off brightness/contrast/lumaflip/hue/saturation")
         return flat.reshape([n, c, h, w])
 

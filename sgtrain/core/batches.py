@@ -10,7 +10,8 @@ __all__ = ["check_batches"]
 
 
 def check_batches(minibatches: Sequence[int], world: int, batch_gpu: int | None, loader_batch: int | None = None,
-                  group_sizes: Sequence[int] = (), what: str = "train.batch") -> list[int]:
+                  group_sizes: Sequence[int] = (), what: str = "train.batch",
+                  batch_gpu_key: str = "train.batch_gpu") -> list[int]:
     """Check that every minibatch of a run splits evenly: over ``world`` processes, each process's share into passes
     of ``batch_gpu`` images (gradient accumulation, NVlabs' ``batch_gpu``), each pass into minibatch-stddev groups,
     and each share into loader batches.
@@ -22,6 +23,7 @@ def check_batches(minibatches: Sequence[int], world: int, batch_gpu: int | None,
         loader_batch: images per datamodule batch on each process, or None (not checked).
         group_sizes: the minibatch-stddev group sizes of D (``mbstd_group_size``), 0 or None entries ignored.
         what: the config key(s) the minibatches come from, for the message.
+        batch_gpu_key: the config key ``batch_gpu`` comes from (``train.G_batch_gpu``...), for the message.
 
     Returns:
         the per-pass batch of each minibatch.
@@ -36,11 +38,11 @@ def check_batches(minibatches: Sequence[int], world: int, batch_gpu: int | None,
         per_dev = mb // world
         bgpu = min(batch_gpu or per_dev, per_dev)
         if per_dev % bgpu != 0:
-            raise ConfigError(f"train.batch_gpu={batch_gpu} must divide the per-device batch {per_dev} "
+            raise ConfigError(f"{batch_gpu_key}={batch_gpu} must divide the per-device batch {per_dev} "
                               f"({what} / {world} processes)")
         for g in group_sizes:
             if g and bgpu % min(int(g), bgpu) != 0:
-                raise ConfigError(f"the per-pass batch {bgpu} (train.batch_gpu) must be a multiple of the "
+                raise ConfigError(f"the per-pass batch {bgpu} ({batch_gpu_key}) must be a multiple of the "
                                   f"minibatch-stddev group size {g} (model.mbstd_group_size)")
         if loader_batch and per_dev % loader_batch != 0:
             raise ConfigError(f"the loader batch {loader_batch} does not divide the per-device batch {per_dev}")

@@ -112,6 +112,14 @@ class GANLoss(nn.Module):
         phase_order: which network's phases run first in an iteration: ``("G", "D")`` (NVlabs' PyTorch loops) or
             ``("D", "G")`` (NVlabs' TensorFlow loops: ProGAN, StyleGAN).
 
+        separate_reals: each network's phases get their own batch of reals (R3GAN's loop draws one for D and one for
+            G per iteration; the iteration then reads twice ``train.batch`` images and counts ``train.batch``);
+            False = one batch of reals for every phase (NVlabs).
+        average_passes: the gradient of a phase is the mean over its per-device passes (``gain`` multiplied by
+            ``pass / per-device batch``, R3GAN); False = the sum of the passes' means (NVlabs: ``gain = interval``).
+        ema_with_D: G_ema is updated right after D's phases when D trains first (NVlabs' TF loops run the Gs update
+            with D's); None = when ``phase_order`` starts with D; False = after every phase (NVlabs' PyTorch loops).
+
     Args:
         G: the generator being trained.
         D: the discriminator being trained.
@@ -119,6 +127,9 @@ class GANLoss(nn.Module):
     """
 
     phase_order: tuple[str, str] = ("G", "D")
+    separate_reals: bool = False
+    average_passes: bool = False
+    ema_with_D: bool | None = None
 
     def __init__(self, G: nn.Module, D: nn.Module,
                  augment_pipe: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:

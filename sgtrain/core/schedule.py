@@ -7,6 +7,8 @@ trained for ``lod_training_kimg`` and the next one faded in over ``lod_transitio
 is ``log2(full resolution / current resolution)`` and falls continuously during a fade-in. The same schedule serves
 ProGAN and StyleGAN (v1); StyleGAN2/3 train without it (``schedule: null``).
 
+Also here: :func:`cosine_decay`, the cosine schedule of hyper-parameters over images seen (R3GAN's training loop).
+
 The real images follow the schedule on the device (:func:`process_reals`): box-downscaled to the current resolution,
 cross-faded with the next lower one by the fractional part of lod, and nearest-upscaled back to the full resolution,
 as NVlabs' ``process_reals`` does (the networks always take and give full-resolution images).
@@ -22,7 +24,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ProgressiveSchedule", "SchedulePoint", "process_reals", "progressive_transfer_settings", "set_lod"]
+__all__ = ["ProgressiveSchedule", "SchedulePoint", "cosine_decay", "process_reals", "progressive_transfer_settings",
+           "set_lod"]
 
 
 @dataclass(frozen=True)
@@ -203,3 +206,31 @@ def progressive_transfer_settings(cfg: Any) -> list[str]:
         sched.lod_initial_resolution = int(res)
     return [f"schedule.lod_initial_resolution={int(res)} (full resolution; set train.resume_kimg to follow the "
             "growing schedule from that kimg instead)"]
+
+
+def cosine_decay(cur_nimg: float, base_value: float, total_nimg: float, final_value: float) -> float:
+    """A hyper-parameter that follows half a cosine from ``base_value`` at 0 to ``final_value`` at ``total_nimg``
+    images, then stays at ``final_value``: ``base + (1 - d) * (final - base)``, ``d = (1 + cos(pi * n / total)) / 2``.
+
+    Source: Huang et al. 2024 (R3GAN), section 4 / appendix (lr, Adam beta2, gamma, EMA half-life and augmentation
+    probability decayed over 20M images); the authors' ``cosine_decay_with_warmup`` without warm-up or hold (the form
+    their training loop uses), written with the same arithmetic so values agree to the last bit.
+
+    Args:
+        cur_nimg: real images shown so far (>= 0).
+        base_value: the value at 0 images.
+        total_nimg: images over which the value decays (> 0).
+        final_value: the value at and after ``total_nimg``.
+
+    Returns:
+        The value at ``cur_nimg`` (float).
+
+    Raises:
+        ValueError: ``total_nimg <= 0``.
+    """
+    if not total_nimg > 0:
+        raise ValueError(f"cosine_decay: total_nimg={total_nimg} must be > 0")
+    if cur_nimg > total_nimg:
+        return float(final_value)
+    decay = 0.5 * (1 + math.cos(math.pi * cur_nimg / float(total_nimg)))
+    return float(base_value + (1 - decay) * (final_value - base_value))

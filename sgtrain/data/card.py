@@ -47,8 +47,9 @@ class DatasetCard:
     Attributes:
         name: dataset name; shard files are ``<name>-NNNNNN.tar``.
         count: total number of samples over all shards.
-        resolution: image side in pixels; every image is ``resolution x resolution``.
-        channels: 3 (RGB) or 1 (grayscale).
+        resolution: the longer image side in pixels (a power of two: the networks' ``img_resolution``); every image
+            is ``resolution x resolution`` unless ``width``/``height`` say otherwise.
+        channels: 3 (RGB), 1 (grayscale) or 4 (RGBA).
         c_dim: label dimension; 0 for an unconditional dataset. Class labels are stored as an integer class index
             (sample field ``cls``) and become float32 one-hot vectors of length ``c_dim``; vector labels (NVlabs
             dataset.json with lists of floats) are stored as ``lbl.json`` and kept as they are.
@@ -60,6 +61,8 @@ class DatasetCard:
         shards: the shards in order, each with count and sha256.
         pack: the pack options and statistics (source, crop, filter, skipped count, ...).
         format, version: card format identifier.
+        width, height: image width and height in pixels for a W x H dataset (``--resolution WxH``); None = square
+            (``resolution``). Read them through :attr:`size`.
     """
 
     name: str
@@ -74,6 +77,13 @@ class DatasetCard:
     pack: dict[str, Any] = field(default_factory=dict)
     format: str = CARD_FORMAT
     version: int = CARD_VERSION
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` of every image in pixels."""
+        return int(self.width or self.resolution), int(self.height or self.resolution)
 
     # ------------------------------------------------------------------ I/O
     def to_dict(self) -> dict[str, Any]:
@@ -161,7 +171,7 @@ class DatasetCard:
         lines = [
             f"name        {self.name}",
             f"count       {self.count}",
-            f"resolution  {self.resolution}x{self.resolution}",
+            f"resolution  {self.size[0]}x{self.size[1]}",
             f"channels    {self.channels}",
             f"labels      {self.label_type or 'none'} (c_dim={self.c_dim})",
         ]
@@ -177,6 +187,32 @@ class DatasetCard:
         if self.pack:
             lines.append("pack        " + json.dumps(self.pack, sort_keys=True))
         return "\n".join(lines)
+
+
+def size_of(card: DatasetCard | dict[str, Any]) -> tuple[int, int]:
+    """``(width, height)`` of a card or of its parsed ``dataset.json`` dict."""
+    if isinstance(card, DatasetCard):
+        return card.size
+    res = int(card["resolution"])
+    return int(card.get("width") or res), int(card.get("height") or res)
+
+
+def init_res_of(width: int, height: int) -> list[int]:
+    """``[h0, w0]``, the 4x4 level of a network of ``img_resolution = max(width, height)`` that outputs
+    ``height x width`` images (StyleGAN2's ``init_res``): ``[4, 4]`` for square data, ``[2, 4]`` for 64x32.
+
+    Raises:
+        ValueError: the longer side is not a power of two >= 4, or a side is not a multiple of ``longer / 4``
+            (no network doubles its way from a whole-pixel first block to that shape).
+    """
+    res = max(width, height)
+    if res < 4 or res & (res - 1):
+        raise ValueError(f"{width}x{height}: the longer side must be a power of two >= 4")
+    step = res // 4
+    if width % step or height % step:
+        raise ValueError(f"{width}x{height}: each side must be a multiple of {step} (the longer side / 4), so that the "
+                         f"first 4-pixel block doubles up to it (e.g. {res}x{res // 2} or {res}x{3 * step})")
+    return [height // step, width // step]
 
 
 def load_card(path: str | os.PathLike) -> DatasetCard:

@@ -18,7 +18,8 @@ class ShardDataModule(pl.LightningDataModule):
 
     A batch is a tuple ``(img, c)``:
 
-    - ``img``: torch.uint8 [batch_size, channels, resolution, resolution], values 0..255 (convert with
+    - ``img``: torch.uint8 [batch_size, channels, height, width] (``resolution`` square unless the card says W x H),
+      values 0..255 (convert with
       ``img.float() / 127.5 - 1`` for the models' [-1, 1]).
     - ``c``: torch.float32 [batch_size, c_dim]; one-hot rows for class labels, [batch_size, 0] without labels.
 
@@ -112,6 +113,11 @@ class ShardDataModule(pl.LightningDataModule):
         return self.card.resolution
 
     @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` of the images."""
+        return self.card.size
+
+    @property
     def num_channels(self) -> int:
         return self.card.channels
 
@@ -171,6 +177,7 @@ class ShardDataModule(pl.LightningDataModule):
             shard_counts=self._shard_counts(),
             batch_size=self.batch_size,
             resolution=self.card.resolution,
+            size=self.card.size,
             channels=self.card.channels,
             c_dim=self.c_dim,
             label_type=self.card.label_type if self.use_labels else None,

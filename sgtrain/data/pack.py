@@ -3,7 +3,7 @@
 Output layout (``OUT`` is a directory):
 
 - ``OUT/<name>-000000.tar``, ``OUT/<name>-000001.tar``, ...: webdataset shards. Each sample has ``__key__`` = its
-  8-digit index in packing order, ``png`` (the image, lossless, ``resolution x resolution``, RGB or L), and ``cls``
+  8-digit index in packing order, ``png`` (the image, lossless, W x H, L, RGB or RGBA), and ``cls``
   (class index as text) or ``json`` (``{"label": [floats]}``) when the dataset has labels.
 - ``OUT/dataset.json``: the :class:`~sgtrain.data.card.DatasetCard`.
 - ``OUT/skipped.txt``: one line ``<path inside SRC>\\t<reason>`` per input that was not packed.
@@ -27,6 +27,7 @@ import os
 import random
 import re
 import sys
+import tarfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,6 +44,9 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 SKIPPED_NAME = "skipped.txt"
 INDEX_NAME = "index.tsv"
 ORDER_SEED = 0  # the packing order's permutation seed: fixed, so that packs are reproducible
+MAX_MEMBER_BYTES = 1 << 30  # a tar member declaring more than this is skipped unread (no image is 1 GiB encoded)
+LABEL_MODES = ("auto", "none", "folders")
+TAR_EXTS = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 _RESAMPLE = {"box": Image.Resampling.BOX, "lanczos": Image.Resampling.LANCZOS}
 
 
@@ -75,7 +79,7 @@ def parse_size(text: str | int | float) -> int:
 class _Source:
     """Everything the packer needs from an input: the ordered candidates, labels and a byte reader."""
 
-    kind: str  # folder | zip | nvlabs-zip | nvlabs-folder | lmdb
+    kind: str  # folder | zip | nvlabs-zip | nvlabs-folder | tar | lmdb
     path: str
     names: list[str] = field(default_factory=list)  # image candidates in packing order (not used for lmdb)
     pre_skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -83,6 +87,7 @@ class _Source:
     label_type: str | None = None
     label_names: list[str] = field(default_factory=list)
     total: int = 0
+    tar_members: dict[str, tarfile.TarInfo] = field(default_factory=dict)  # tar only: the listed members
 
     def iter_bytes(self) -> Iterator[tuple[str, bytes | None, str | None]]:
         """Yield ``(name, data, error)`` in packing order; ``data`` is None when the read failed."""
@@ -100,8 +105,23 @@ class _Source:
                         yield name, zf.read(name), None
                     except (OSError, zipfile.BadZipFile, EOFError, RuntimeError) as e:
                         yield name, None, f"unreadable zip member: {e}"
+        elif self.kind == "tar":
+            with tarfile.open(self.path, "r:*") as tf:
+                for name in self.names:
+                    m = self.tar_members[name]
+                    if m.size > MAX_MEMBER_BYTES:
+                        yield name, None, f"tar member declares {m.size} bytes, over {MAX_MEMBER_BYTES} (not read)"
+                        continue
+                    try:
+                        f = tf.extractfile(m)
+                        data = f.read(m.size) if f is not None else b""
+                        if len(data) != m.size:
+                            raise tarfile.ReadError(f"{len(data)} of {m.size} bytes")
+                        yield name, data, None
+                    except (OSError, tarfile.TarError, EOFError) as e:
+                        yield name, None, f"unreadable tar member: {e}"
         elif self.kind == "lmdb":
-            import lmdb
+            lmdb = _import_lmdb()
 
             env = lmdb.open(self.path, readonly=True, lock=False, readahead=False, max_readers=1, subdir=True)
             try:
@@ -157,38 +177,126 @@ def _is_lmdb(path: str) -> bool:
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "data.mdb"))
 
 
+def _import_lmdb() -> Any:
+    try:
+        import lmdb
+    except ImportError:
+        raise PackError("packing an LMDB needs the lmdb package: pip install lmdb (or sgtrain[lmdb])") from None
+    return lmdb
+
+
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"GIF8")
+
+
+def _looks_like_image(value: bytes) -> bool:
+    """Whether bytes start like an encoded JPEG, PNG, WebP, BMP or GIF (what LSUN's LMDB values are)."""
+    return value.startswith(_IMAGE_MAGIC) or (value[:4] == b"RIFF" and value[8:12] == b"WEBP")
+
+
+def _check_lsun_layout(src: str, env: Any, probe: int = 16) -> None:
+    """Refuse an LMDB that is not LSUN's layout (one encoded image per value, in the main database).
+
+    Looks at the first ``probe`` entries: at least one must be an encoded image. Other LMDBs seen in GAN code keep a
+    ``length`` key and ``<size>-<index>`` keys (rosinality's prepare_data.py), named sub-databases, or pickled arrays.
+
+    Raises:
+        PackError: naming what was found and the fix.
+    """
+    keys: list[bytes] = []
+    images = 0
+    with env.begin(write=False) as txn:
+        for key, value in txn.cursor():
+            keys.append(bytes(key))
+            images += _looks_like_image(bytes(value[:16]))
+            if len(keys) >= probe:
+                break
+        has_length = txn.get(b"length") is not None
+    shown = ", ".join(repr(k.decode("utf-8", "replace")[:40]) for k in keys[:3])
+    if has_length:
+        raise PackError(f"LMDB {src!r} is not in LSUN's layout: it has a 'length' key and keys like {shown}, as "
+                        "rosinality's prepare_data.py writes (every image at several sizes); pack the image folder it "
+                        "was made from instead")
+    if images:
+        return
+    hint = ("export its images to a folder (one encoded image file each) and pack that folder, or pass LSUN's own "
+            "<category>_<split>_lmdb directory")
+    raise PackError(f"LMDB {src!r} is not in LSUN's layout (one JPEG/PNG/WebP image per value): none of its first "
+                    f"{len(keys)} values is an encoded image (keys {shown}); {hint}")
+
+
+def _tar_members(src: str) -> tuple[dict[str, tarfile.TarInfo], tuple[str, str] | None]:
+    """The regular-file members of a tar up to the first damaged header or truncated member, and that damage.
+
+    Returns:
+        ``({name: TarInfo}, None)``, or with ``(where, reason)`` when the listing stopped early (what was listed
+        before it is still packed; the rest is skipped and listed).
+
+    Raises:
+        PackError: not even the first header can be read.
+    """
+    members: dict[str, tarfile.TarInfo] = {}
+    try:
+        tf = tarfile.open(src, "r:*")
+    except (OSError, tarfile.TarError, EOFError) as e:
+        raise PackError(f"cannot read tar {src!r} ({e}): check it with tar -tf or unpack it") from e
+    with tf:
+        try:
+            for m in tf:
+                if m.isfile():
+                    members[m.name] = m
+        except (OSError, tarfile.TarError, EOFError) as e:
+            last = next(reversed(members)) if members else "(start)"
+            return members, (f"(rest of the tar after {last})", f"damaged or truncated tar: {e}")
+    return members, None
+
+
+def _is_tar(path: str) -> bool:
+    try:
+        return os.path.isfile(path) and tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
 def open_source(src: str, labels: str = "auto", exclude: str | None = None, order: str = "shuffled") -> _Source:
     """Scan SRC and decide its kind, candidates and labels.
 
     Args:
-        src: folder (recursive), ``.zip`` file, NVlabs dataset folder/zip (``dataset.json`` at its root), or an LMDB
-            directory (holding ``data.mdb``) or the ``data.mdb`` file itself.
-        labels: ``auto`` (NVlabs dataset.json, else first-level folder names) or ``none``.
+        src: folder (recursive), ``.zip`` file, NVlabs dataset folder/zip (``dataset.json`` at its root), a tar
+            (``.tar``, ``.tar.gz``, ``.tgz``, ``.tar.bz2``, ``.tar.xz``), or an LSUN LMDB directory (holding
+            ``data.mdb``) or the ``data.mdb`` file itself.
+        labels: ``auto`` (NVlabs dataset.json, else first-level folder names), ``folders`` (first-level folder names
+            only; a dataset.json is ignored) or ``none``.
         exclude: a directory inside SRC to leave out (the pack output when it lies inside SRC).
         order: ``shuffled`` (sorted paths permuted by a fixed seed) or ``sorted``; LMDB keeps its key order.
 
     Raises:
-        PackError: SRC missing, of an unknown kind, or without any file.
+        PackError: SRC missing, of an unknown kind, without any file, an LMDB not in LSUN's layout, or
+            ``labels="folders"`` on images that are not all in one of at least two first-level folders.
     """
-    if labels not in ("auto", "none"):
-        raise PackError(f"--labels must be 'auto' or 'none', got {labels!r}")
+    if labels not in LABEL_MODES:
+        raise PackError(f"--labels must be one of {', '.join(LABEL_MODES)}, got {labels!r}")
     if not os.path.exists(src):
-        raise PackError(f"source {src!r} does not exist; give a folder, a .zip or an LMDB directory")
+        raise PackError(f"source {src!r} does not exist; give a folder, a .zip, a .tar or an LMDB directory")
     if os.path.isfile(src) and os.path.basename(src) == "data.mdb":
         src = os.path.dirname(os.path.abspath(src))
     if _is_lmdb(src):
-        import lmdb
-
+        lmdb = _import_lmdb()
+        if labels == "folders":
+            raise PackError(f"--labels folders: LMDB {src!r} has no folders; use --labels none (LSUN is unlabelled)")
         try:
             env = lmdb.open(src, readonly=True, lock=False, readahead=False, max_readers=1)
         except lmdb.Error as e:
             raise PackError(f"cannot open LMDB {src!r}: {e}") from e
-        total = env.stat()["entries"]
-        env.close()
-        if total == 0:
-            raise PackError(f"LMDB {src!r} is empty; nothing to pack")
+        try:
+            total = env.stat()["entries"]
+            if total == 0:
+                raise PackError(f"LMDB {src!r} is empty; nothing to pack")
+            _check_lsun_layout(src, env)
+        finally:
+            env.close()
         return _Source(kind="lmdb", path=src, total=total)
 
+    tar_error = None
     if os.path.isdir(src):
         names = []
         excl = os.path.realpath(exclude) if exclude else None
@@ -210,20 +318,36 @@ def open_source(src: str, labels: str = "auto", exclude: str | None = None, orde
         def reader(n: str) -> bytes:
             with zipfile.ZipFile(src) as zf:
                 return zf.read(n)
+    elif src.lower().endswith(TAR_EXTS) or _is_tar(src):
+        members, tar_error = _tar_members(src)
+        names = list(members)
+        kind = "tar"
+
+        def reader(n: str) -> bytes:
+            m = members[n]
+            if m.size > MAX_MEMBER_BYTES:
+                raise PackError(f"{src}: {n} declares {m.size} bytes; remove it from the tar")
+            with tarfile.open(src, "r:*") as tf:
+                f = tf.extractfile(n)
+                return f.read(m.size) if f is not None else b""
     else:
-        raise PackError(f"source {src!r} is neither a folder, a zip file nor an LMDB directory (with data.mdb)")
+        raise PackError(f"source {src!r} is neither a folder, a zip, a tar nor an LMDB directory (holding data.mdb)")
 
     names.sort()
     if not names:
         raise PackError(f"source {src!r} is empty; put images (png, jpg, jpeg, webp, bmp) in it")
 
     source = _Source(kind=kind, path=src)
+    if kind == "tar":
+        source.tar_members = members
+        if tar_error:
+            source.pre_skipped.append(tar_error)
     nv = None
     if "dataset.json" in names:
         names.remove("dataset.json")
         if labels == "auto":
             nv = _read_nvlabs_labels(reader("dataset.json"), src)
-            source.kind = "nvlabs-zip" if kind == "zip" else "nvlabs-folder"
+            source.kind = {"zip": "nvlabs-zip", "folder": "nvlabs-folder"}.get(kind, kind)
     source.names, source.pre_skipped = _split_candidates(names)
     if labels == "auto":
         if nv is not None:
@@ -240,6 +364,16 @@ def open_source(src: str, labels: str = "auto", exclude: str | None = None, orde
             if fl is not None:
                 source.labels, source.label_names = fl
                 source.label_type = "class"
+    elif labels == "folders":
+        fl = _folder_class_labels(source.names)
+        if fl is None:
+            flat = next((n for n in source.names if "/" not in n), None)
+            why = (f"{flat!r} is not in a sub-folder" if flat is not None
+                   else "they all lie in one sub-folder (a class label needs at least two)")
+            raise PackError(f"--labels folders: the images of {src!r} must each lie in a first-level sub-folder named "
+                            f"after its class, at least two of them, but {why}; move them, or use --labels none")
+        source.labels, source.label_names = fl
+        source.label_type = "class"
     source.total = len(source.names)
     if order == "shuffled":
         random.Random(ORDER_SEED).shuffle(source.names)
@@ -253,13 +387,43 @@ def open_source(src: str, labels: str = "auto", exclude: str | None = None, orde
 # ------------------------------------------------------------------------------------------- image work
 
 
+CROPS = ("center", "none", "center-crop", "center-crop-wide")
+
+
+def parse_resolution(text: str | int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """``(width, height)`` from ``256`` or ``"256"`` (square) or ``"512x384"`` (NVlabs' dataset_tool form, W x H).
+
+    Raises:
+        PackError: unparseable, or a side below 4.
+    """
+    if isinstance(text, (tuple, list)):
+        w, h = (int(v) for v in text)
+    elif isinstance(text, (int, np.integer)):
+        w = h = int(text)
+    else:
+        m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*", str(text))
+        if not m:
+            raise PackError(f"--resolution {text!r}: give a side (256) or width x height (512x384)")
+        w = int(m.group(1))
+        h = int(m.group(2)) if m.group(2) else w
+    if min(w, h) < 4:
+        raise PackError(f"--resolution must be at least 4 on each side, got {w}x{h}")
+    return w, h
+
+
 @dataclass(frozen=True)
 class _Options:
-    resolution: int
+    resolution: int  # the longer output side
     crop: str
     resize_filter: str
     channels: int
     allow_upscale: bool
+    width: int = 0  # 0 = resolution
+    height: int = 0
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width or self.resolution, self.height or self.resolution
 
 
 _OPTS: _Options | None = None
@@ -273,13 +437,19 @@ def _init_worker(opts: _Options) -> None:
 
 
 def _flatten(img: Image.Image, channels: int) -> Image.Image:
-    """First frame, alpha composited on white, converted to RGB or L (16-bit and float scaled to 8-bit)."""
+    """First frame, 16-bit and float scaled to 8-bit, converted to L (1), RGB (3) or RGBA (4).
+
+    With 1 or 3 channels, transparency is composited on white (the default); with 4 it is kept as the alpha channel
+    (an image without transparency gets alpha 255).
+    """
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img).astype(np.float64)
         scale = 255.0 / 65535.0 if img.mode != "F" else 255.0
         img = Image.fromarray(np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8), "L")
+    if channels == 4:
+        return img.convert("RGBA")
     has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         img.mode in ("P", "L", "RGB") and "transparency" in img.info
     )
@@ -313,19 +483,37 @@ def process_image(data: bytes, opts: _Options) -> tuple[bytes | None, str | None
             return None, "not a decodable image (corrupt or unknown format)"
         return None, f"corrupt image: {msg}"
     w, h = img.size
-    r = opts.resolution
-    if opts.crop == "center":
+    W, H = opts.size
+    if opts.crop == "center":  # the largest centred box of the output's aspect W:H
+        if w * H >= h * W:
+            bw, bh = h * W / H, h
+        else:
+            bw, bh = w, w * H / W
+        box = ((w - bw) / 2, (h - bh) / 2, (w + bw) / 2, (h + bh) / 2)
+    elif opts.crop == "center-crop":  # NVlabs: the largest centred square, resized to W x H
         s = min(w, h)
-        box = ((w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2)
+        bw = bh = s
+        box = ((w - s) // 2, (h - s) // 2, (w + s) // 2, (h + s) // 2)
+    elif opts.crop == "center-crop-wide":  # NVlabs: full width at the aspect W:H, padded onto a W x W canvas
+        ch = int(np.round(W * h / w))
+        if w < W or ch < H:
+            return None, f"too small for center-crop-wide ({w}x{h}: narrower than {W} or shorter than {H} at {W} wide)"
+        bw, bh = w, ch
+        box = (0, (h - ch) // 2, w, (h + ch) // 2)
     else:
-        if w != h:
-            return None, f"not square ({w}x{h}); use --crop center"
-        s = w
+        if w * H != h * W:
+            what = "not square" if W == H else f"not of aspect {W}:{H}"
+            return None, f"{what} ({w}x{h}); use --crop center"
+        bw, bh = w, h
         box = (0, 0, w, h)
-    if s < r and not opts.allow_upscale:
-        return None, f"too small ({w}x{h} < {r}); pass --allow-upscale to keep it"
-    if s != r or w != h:
-        img = img.resize((r, r), _RESAMPLE[opts.resize_filter], box=box)
+    if (bw < W or bh < H) and not opts.allow_upscale and opts.crop != "center-crop-wide":
+        return None, f"too small ({w}x{h} < {W}x{H}); pass --allow-upscale to keep it"
+    if (w, h) != (W, H) or box != (0, 0, w, h):
+        img = img.resize((W, H), _RESAMPLE[opts.resize_filter], box=box)
+    if opts.crop == "center-crop-wide" and H != W:
+        canvas = Image.new(img.mode, (W, W), 0)
+        canvas.paste(img, (0, (W - H) // 2))
+        img = canvas
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=6)
     return buf.getvalue(), None
@@ -372,7 +560,7 @@ def _prepare_out(out: str, overwrite: bool) -> None:
 def pack(
     src: str | os.PathLike,
     out: str | os.PathLike,
-    resolution: int,
+    resolution: int | str | tuple[int, int],
     crop: str = "center",
     resize_filter: str = "lanczos",
     channels: int = 3,
@@ -391,10 +579,17 @@ def pack(
         src: folder (recursive; png, jpg, jpeg, webp, bmp), zip, NVlabs dataset zip/folder (labels from its
             ``dataset.json``) or LMDB (LSUN-style: values are encoded images).
         out: output directory; created. Refused when it exists and is not empty unless ``overwrite``.
-        resolution: output side R in pixels; every stored image is R x R.
-        crop: ``center`` (largest centred square, then resize) or ``none`` (images must be square; others skipped).
+        resolution: output side R (every stored image R x R), or ``"WxH"`` / ``(W, H)`` (NVlabs' dataset_tool form:
+            width x height). A non-square W x H needs its longer side a power of two and each side a multiple of
+            that side / 4 (what a StyleGAN2 of ``init_res`` [H, W] * 4 / longer builds, e.g. 64x32, 512x384).
+        crop: ``center`` (the largest centred box of aspect W:H, then resize; for a square R the largest centred
+            square), ``none`` (images must already have aspect W:H; others skipped), or NVlabs' names:
+            ``center-crop`` (the largest centred square resized to W x H) and ``center-crop-wide`` (full width at
+            aspect W:H resized to W x H, then padded with black bands onto a W x W canvas: NVlabs' way to train
+            wide data on square networks; images narrower than W are skipped).
         resize_filter: ``lanczos`` (as NVlabs' dataset_tool) or ``box`` (area average, faster).
-        channels: 3 (RGB) or 1 (grayscale). Alpha is composited on white.
+        channels: 3 (RGB), 1 (grayscale) or 4 (RGBA: the alpha channel is kept). With 1 or 3, transparency is
+            composited on white.
         labels: ``auto`` (NVlabs dataset.json, else first-level folder names when every image is in one of at
             least two folders) or ``none``.
         shard_size: maximum bytes per shard (``1GB``, ``256MB``, or an int), counted as tar bytes (headers and
@@ -415,14 +610,24 @@ def pack(
         PackError: missing or empty SRC, existing OUT without overwrite, bad options, or no usable image at all.
     """
     src, out = os.fspath(src), os.fspath(out)
-    if crop not in ("center", "none"):
-        raise PackError(f"--crop must be 'center' or 'none', got {crop!r}")
+    if crop not in CROPS:
+        raise PackError(f"--crop must be one of {', '.join(CROPS)}, got {crop!r}")
     if resize_filter not in _RESAMPLE:
         raise PackError(f"--resize-filter must be one of {sorted(_RESAMPLE)}, got {resize_filter!r}")
-    if channels not in (1, 3):
-        raise PackError(f"--channels must be 3 or 1, got {channels}")
-    if int(resolution) < 4:
-        raise PackError(f"--resolution must be at least 4, got {resolution}")
+    if channels not in (1, 3, 4):
+        raise PackError(f"--channels must be 1 (L), 3 (RGB) or 4 (RGBA), got {channels}")
+    width, height = parse_resolution(resolution)
+    if crop == "center-crop-wide" and height > width:
+        raise PackError(f"--crop center-crop-wide pads W x H onto a W x W canvas and needs W >= H, got {width}x{height}"
+                        "; use --crop center")
+    if width != height and crop != "center-crop-wide":
+        from .card import init_res_of
+
+        try:
+            init_res_of(width, height)
+        except ValueError as e:
+            raise PackError(f"--resolution {width}x{height}: no network builds it ({e}); choose such a size, or "
+                            f"--crop center-crop-wide to pad it onto a {width}x{width} square (NVlabs)") from None
     max_bytes = parse_size(shard_size)
     if max_bytes <= 0:
         raise PackError(f"--shard-size must be positive, got {shard_size!r}")
@@ -432,7 +637,8 @@ def pack(
     _prepare_out(out, overwrite)
     name = name or os.path.basename(os.path.normpath(os.path.abspath(out))) or "data"
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-    opts = _Options(int(resolution), crop, resize_filter, int(channels), bool(allow_upscale))
+    opts = _Options(max(width, height), crop, resize_filter, int(channels), bool(allow_upscale), width, height)
+    out_w, out_h = (width, width) if crop == "center-crop-wide" else (width, height)
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
 
     import webdataset as wds
@@ -563,17 +769,19 @@ def pack(
     card = DatasetCard(
         name=name,
         count=written,
-        resolution=opts.resolution,
+        resolution=max(out_w, out_h),
         channels=opts.channels,
         c_dim=c_dim,
         label_type=source.label_type if c_dim > 0 else None,
         label_names=list(source.label_names) if source.label_type == "class" else [],
         class_counts=class_counts if source.label_type == "class" else [],
         shards=shards,
+        width=out_w if out_w != out_h else None,
+        height=out_h if out_w != out_h else None,
         pack={
             "source": os.path.abspath(src),
             "source_type": source.kind,
-            "resolution": opts.resolution,
+            "resolution": opts.resolution if width == height else f"{width}x{height}",
             "crop": crop,
             "resize_filter": resize_filter,
             "channels": opts.channels,

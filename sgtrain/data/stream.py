@@ -23,7 +23,6 @@ Design (see docs/data.md for the user-facing version):
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
@@ -33,11 +32,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from sgtrain.errors import MissingFileError, UserError
 
 from .card import CARD_NAME, LABELS_NAME, DatasetCard, load_card, load_vector_labels, local_dir_of
+from .decode import decode_image
 
 MODES = ("epoch", "resampled")
 _MAX_SLOTS = 256  # corrupt-sample counters: one slot per worker id (mod _MAX_SLOTS)
@@ -237,30 +236,22 @@ def iter_tar_samples(stream: Any) -> Iterator[dict[str, Any]]:
         yield current
 
 
-_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")  # PNG first: skips PIL's probing of every other plugin
-
-
 def decode_png(data: bytes) -> np.ndarray:
-    """Decode a stored image (PNG; JPEG/WEBP/BMP also accepted) to uint8 HWC, C = 1 or 3.
+    """Decode a stored image (PNG; JPEG/WEBP/BMP also accepted) to uint8 HWC, C = 1, 3 or 4 (L, RGB, RGBA), with
+    pyspng / simplejpeg when installed, else Pillow (:func:`sgtrain.data.decode.decode_image`).
 
     Raises:
-        OSError, ValueError: corrupt data or a pixel format other than 8-bit L/RGB.
+        OSError, ValueError: corrupt data or a pixel format other than 8-bit L/RGB/RGBA.
     """
-    with Image.open(io.BytesIO(data), formats=_FORMATS) as img:
-        img.load()
-        arr = np.asarray(img)
-    if arr.dtype != np.uint8:
-        raise ValueError(f"unexpected pixel dtype {arr.dtype}")
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    return arr
+    return decode_image(data)
 
 
 class ShardStream(torch.utils.data.IterableDataset):
     """Iterable dataset over packed shards that yields whole batches; normally used through ShardDataModule.
 
     Each ``iter()`` is one epoch: the stream of worker ``w`` of rank ``r`` yields ``batches_per_stream`` tuples
-    ``(img, c)`` with ``img`` uint8 [B, C, R, R] and ``c`` float32 [B, c_dim] ([B, 0] without labels).
+    ``(img, c)`` with ``img`` uint8 [B, C, H, W] (``size`` = (W, H), default R x R) and ``c`` float32 [B, c_dim]
+    ([B, 0] without labels).
     The epoch number comes from ``self.epoch`` (set by the loader before each ``iter`` in the main process, and
     advanced by the worker's own copy when workers are persistent).
     """
@@ -282,6 +273,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         shuffle_buffer: int = 1000,
         xflip: bool = False,
         seed: int = 0,
+        size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         if mode not in MODES:
@@ -290,6 +282,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.shard_counts = list(shard_counts)
         self.batch_size = int(batch_size)
         self.resolution, self.channels, self.c_dim = int(resolution), int(channels), int(c_dim)
+        self.size = (int(size[0]), int(size[1])) if size is not None else (self.resolution, self.resolution)  # W, H
         self.label_type = label_type
         self.rank, self.world_size = int(rank), int(world_size)
         self.num_workers = max(1, int(num_workers))
@@ -438,9 +431,10 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.epoch += 1  # persistent workers: the worker's copy advances on its own
         rng = random.Random(mix_seed(self.seed, epoch, self.rank, worker, 0xDA7A))
         samples = self._samples(self.rank, worker, num_workers, epoch, rng)
-        B, R, C = self.batch_size, self.resolution, self.channels
+        B, C = self.batch_size, self.channels
+        W, H = self.size
         for _ in range(self.batches_per_stream):
-            img = np.empty([B, C, R, R], dtype=np.uint8)
+            img = np.empty([B, C, H, W], dtype=np.uint8)
             c = np.zeros([B, self.c_dim], dtype=np.float32)
             n = 0
             while n < B:
@@ -453,8 +447,8 @@ class ShardStream(torch.utils.data.IterableDataset):
                     ) from None
                 try:
                     arr = decode_png(s["png"])
-                    if arr.shape != (R, R, C):
-                        raise ValueError(f"shape {arr.shape} differs from the card's {(R, R, C)}")
+                    if arr.shape != (H, W, C):
+                        raise ValueError(f"shape {arr.shape} differs from the card's {(H, W, C)}")
                     label = self._label(s)
                 except Exception as e:  # noqa: BLE001 - a corrupt sample is skipped, never fatal
                     self._count_corrupt(worker, f"sample {s.get('__url__')}#{s.get('__key__')}", e)

@@ -208,6 +208,10 @@ def _nvlabs_init_kwargs(module: torch.nn.Module, target: str) -> dict[str, Any]:
     kwargs = _plain(dict(getattr(module, "init_kwargs", None) or {}), "init_kwargs")
     if not kwargs:
         raise ExportError(f"{type(module).__name__} has no init_kwargs: NVlabs' tools need its constructor keywords")
+    if "init_res" in kwargs:
+        raise ExportError(f"{type(module).__name__} is a W x H network (init_res={kwargs['init_res']}), which NVlabs' "
+                          "classes cannot build (they are square): keep the portable .safetensors file, or export "
+                          "onnx / torchscript with sgtrain-export")
     if target == "stylegan2-ada" and type(module).__name__ == "Generator":
         fixed = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs")
         synthesis = {k: v for k, v in kwargs.items() if k not in fixed}

@@ -111,6 +111,9 @@ def _load_file(p: Path) -> dict[str, Any]:
     if head.startswith(b"PK\x03\x04") or head == _TORCH_LEGACY_MAGIC:
         return _load_torch_file(p)
     obj = safe_load_pickle(p)
+    nets = _family_checkpoint(obj, p)  # other programs' plain pickles a family reads (R3GAN's snapshots)
+    if nets is not None:
+        return nets
     if is_tf_snapshot(obj):
         return convert_tf_snapshot(obj, p)
     return convert_nvlabs_snapshot(obj, p)
@@ -128,12 +131,20 @@ def _torch_load(p: Path) -> Any:
         raise NetworkFileError(f"{p}: torch.load(weights_only=True) failed: {e}") from e
 
 
-def _load_torch_file(p: Path) -> dict[str, Any]:
-    obj = _torch_load(p)
+def _family_checkpoint(obj: Any, p: Path) -> dict[str, Any] | None:
+    """The networks of ``obj`` read by the first family whose ``checkpoint_readers`` claim it, or None."""
     for family in registered().values():
         for probe, load in family.checkpoint_readers:
             if resolve(probe)(obj):
                 return resolve(load)(obj, p)
+    return None
+
+
+def _load_torch_file(p: Path) -> dict[str, Any]:
+    obj = _torch_load(p)
+    nets = _family_checkpoint(obj, p)
+    if nets is not None:
+        return nets
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         return convert_lightning(obj, p)
     keys = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__

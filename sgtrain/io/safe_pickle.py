@@ -346,6 +346,14 @@ ALLOWED_GLOBALS: dict[str, Any] = _build_allow_list()
 _TORCH_NN_CLASS = re.compile(r"^torch\.nn\.modules\.[a-z_.]+$")
 
 
+def _claimed(key: str) -> bool:
+    """Whether a registered family reads the ``nn.Module`` class ``key`` of another program's plain (non-persistent)
+    pickle as :class:`ForeignModuleRecord` data (``Family.pickle_classes``, e.g. ``'R3GAN.Networks.ResidualBlock'``)."""
+    from sgtrain.models.family import registered
+
+    return any(key in fam.pickle_classes for fam in registered().values())
+
+
 class SafeUnpickler(pickle.Unpickler):
     """``pickle.Unpickler`` that resolves globals only from :data:`ALLOWED_GLOBALS`.
 
@@ -369,6 +377,8 @@ class SafeUnpickler(pickle.Unpickler):
         if key in ALLOWED_GLOBALS:
             return ALLOWED_GLOBALS[key]
         if _TORCH_NN_CLASS.match(module) and name.isidentifier() and name[:1].isupper():
+            return type(name, (ForeignModuleRecord,), {"qualified_name": key})
+        if name.isidentifier() and _claimed(key):
             return type(name, (ForeignModuleRecord,), {"qualified_name": key})
         raise UnsafePickleError(key, self._path)
 

@@ -227,7 +227,8 @@ def make_grid(images: np.ndarray | torch.Tensor, rows: int, cols: int) -> np.nda
 
 
 def save_image(image: np.ndarray | torch.Tensor, path: str | os.PathLike) -> None:
-    """Write one uint8 image [H, W, C] (C = 1 or 3) as PNG (or any format Pillow knows from the suffix)."""
+    """Write one uint8 image [H, W, C] as PNG (or any format Pillow knows from the suffix): C = 1 gives an L, 3 an
+    RGB and 4 an RGBA image (alpha kept)."""
     import PIL.Image
 
     image = np.asarray(image)

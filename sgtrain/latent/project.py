@@ -36,11 +36,21 @@ from sgtrain.metrics.vgg16 import VGG16_URL, VGG16Features, load_vgg16
 
 __all__ = ["VGG16_URL", "VGG16Features", "load_vgg16", "load_target", "psnr", "project", "render_with_noise"]
 
-def load_target(path: str | os.PathLike, resolution: int, channels: int = 3) -> torch.Tensor:
-    """Read an image, centre-crop it to a square and resize it (Lanczos) to the network's resolution.
+def image_size(G: torch.nn.Module) -> tuple[int, int]:
+    """``(width, height)`` of a generator's images: ``img_width`` / ``img_height`` of a W x H network, else
+    ``img_resolution`` square."""
+    res = int(G.img_resolution)
+    return int(getattr(G, "img_width", res)), int(getattr(G, "img_height", res))
+
+
+def load_target(path: str | os.PathLike, resolution: int | tuple[int, int], channels: int = 3) -> torch.Tensor:
+    """Read an image, centre-crop it to the network's aspect and resize it (Lanczos) to the network's size.
+
+    Args:
+        resolution: the side R of a square network, or ``(width, height)`` (:func:`image_size`).
 
     Returns:
-        uint8 tensor [channels, resolution, resolution].
+        uint8 tensor [channels, height, width].
 
     Raises:
         FileNotFoundError: no such file.
@@ -50,10 +60,12 @@ def load_target(path: str | os.PathLike, resolution: int, channels: int = 3) -> 
     if not os.path.exists(path):
         raise MissingFileError(f"target image '{path}' not found")
     img = PIL.Image.open(path).convert("L" if channels == 1 else "RGB")
+    W, H = (int(resolution[0]), int(resolution[1])) if isinstance(resolution, (tuple, list)) else (
+        int(resolution), int(resolution))
     w, h = img.size
-    s = min(w, h)
-    img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-    img = img.resize((resolution, resolution), PIL.Image.LANCZOS)
+    cw, ch = (h * W // H, h) if w * H >= h * W else (w, w * H // W)  # the largest centred box of aspect W:H
+    img = img.crop(((w - cw) // 2, (h - ch) // 2, (w - cw) // 2 + cw, (h - ch) // 2 + ch))
+    img = img.resize((W, H), PIL.Image.LANCZOS)
     arr = np.asarray(img, dtype=np.uint8)
     if arr.ndim == 2:
         arr = arr[:, :, None]
@@ -192,7 +204,7 @@ def project(
         noise_lr_scale = 1.0 if loss == "lpips-vgg" else 0.1
     if targets.ndim == 3:
         targets = targets[None]
-    want = (G.img_channels, G.img_resolution, G.img_resolution)
+    want = (G.img_channels, image_size(G)[1], image_size(G)[0])
     if tuple(targets.shape[1:]) != want:
         raise InputError(f"targets have shape {list(targets.shape)}; this network needs [N, {want[0]}, {want[1]}, "
                          f"{want[2]}] (load_target resizes images)")

@@ -51,7 +51,7 @@ from sgtrain.latent.common import (
 from sgtrain.latent.directions import sefa
 from sgtrain.latent.generate import render_ws
 from sgtrain.latent.mixing import style_layers
-from sgtrain.latent.project import load_target, load_vgg16, project
+from sgtrain.latent.project import image_size, load_target, load_vgg16, project
 from sgtrain.latent.studio import apply_direction, capabilities, generate_z_images, read_directions, require_w
 
 __all__ = ["STEP_TYPES", "TOP_KEYS", "RecipeError", "StepResult", "load_recipe", "check_recipe", "run_recipe",
@@ -422,14 +422,14 @@ class _Runner:
                 self.vggs[key] = load_vgg16(p["vgg"], device)
             vgg = self.vggs[key]
         with tempfile.TemporaryDirectory() as tmp:
-            # sgtrain-project reads image files through load_target (centre square crop, Lanczos resize): the same
+            # sgtrain-project reads image files through load_target (centre crop to the aspect, Lanczos): the same
             # from the input's PNGs (lossless), written afresh when the input step did not save them.
             files = src.files
             if len(files) != len(src.images):
                 files = [os.path.join(tmp, f"{i:03d}.png") for i in range(len(src.images))]
                 for img, f in zip(src.images, files):
                     save_image(img, f)
-            targets = torch.stack([load_target(f, G.img_resolution, G.img_channels) for f in files])
+            targets = torch.stack([load_target(f, image_size(G), G.img_channels) for f in files])
         ws, images, scores = [], [], []
         for i in range(0, len(targets), self.batch_size):  # as sgtrain-project: each batch projected jointly
             out = project(G, targets[i:i + self.batch_size], space=p["space"], num_steps=int(p["steps"]),

@@ -3,7 +3,8 @@
 Behaviour of NVlabs' ``metrics/metric_utils.py`` (stylegan3): features are float32; the mean and covariance are
 accumulated in float64 as ``sum(x)`` and ``sum(x^T x)`` and the covariance is the biased one
 (``sum(x^T x) / n - mean mean^T``); all features are kept in dataset order when a metric needs them (KID, PR, IS).
-Images with one channel are repeated to three before the network.
+Images with one channel are repeated to three before the network; RGBA images are composited on white
+(:func:`to_rgb`, with a warning that says so).
 
 Distribution: each rank computes the features of its share of the images (real: its images of the dataset order,
 see :mod:`sgtrain.metrics.image_sources`; generated: fixed-size batches ``b`` with ``b % world_size == rank``), the
@@ -27,6 +28,7 @@ import os
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -268,8 +270,38 @@ def stats_cache_path(source: ImageSource, detector: FeatureDetector, detector_kw
     return os.path.join(root, f"{safe}-{key}.npz"), meta
 
 
-def _to_rgb(images: torch.Tensor) -> torch.Tensor:
-    return images.repeat([1, 3, 1, 1]) if images.shape[1] == 1 else images
+_RGBA_SAID = False
+
+
+def to_rgb(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images [N, C, H, W] with C = 1, 3 or 4 as RGB uint8 [N, 3, H, W] for the RGB feature networks.
+
+    L is repeated to three channels (NVlabs); RGBA is composited on white, ``rgb * a + 255 * (1 - a)`` with
+    ``a = alpha / 255``, rounded (what ``sgtrain-data pack --channels 3`` does to transparent images), and says so
+    once per process (a warning).
+
+    Raises:
+        ValueError: another channel count.
+    """
+    global _RGBA_SAID
+    c = images.shape[1]
+    if c == 3:
+        return images
+    if c == 1:
+        return images.repeat([1, 3, 1, 1])
+    if c == 4:
+        if not _RGBA_SAID:
+            warnings.warn("sgtrain.metrics: RGBA images (4 channels) are composited on white before the RGB feature "
+                          "network, as `sgtrain-data pack --channels 3` does", stacklevel=2)
+            _RGBA_SAID = True
+        x = images.to(torch.float32)
+        a = x[:, 3:] / 255
+        return (x[:, :3] * a + 255 * (1 - a)).round().clamp(0, 255).to(images.dtype)
+    raise InputError(f"the feature networks take 1, 3 or 4 channel images, got {c}; pack the data with "
+                     "`sgtrain-data pack --channels 3`")
+
+
+_to_rgb = to_rgb
 
 
 Progress = Callable[[str, int, int], None]

@@ -71,10 +71,12 @@ class ImageSource:
 
 
 def _decode(data: bytes, where: str) -> np.ndarray:
-    """Image bytes -> uint8 CHW with 1 or 3 channels (other modes are converted to RGB)."""
+    """Image bytes -> uint8 CHW with 1, 3 or 4 channels (L, RGB, RGBA kept; other modes converted to RGB, or to RGBA
+    when they carry transparency)."""
     with Image.open(io.BytesIO(data)) as img:
-        if img.mode not in ("L", "RGB"):
-            img = img.convert("RGB")
+        if img.mode not in ("L", "RGB", "RGBA"):
+            img = img.convert("RGBA" if img.mode in ("LA", "PA", "La", "RGBa") or "transparency" in img.info
+                              else "RGB")
         arr = np.asarray(img)
     if arr.dtype != np.uint8:
         raise InputError(f"{where}: pixel type {arr.dtype}, expected 8-bit")
@@ -148,7 +150,7 @@ class ShardSource(ImageSource):
     def iter_batches(self, rank: int = 0, world_size: int = 1, max_items: int | None = None, batch_size: int = 64,
                      workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n_max = self.num_items(max_items)
-        shape = (self.channels, self.resolution, self.resolution)
+        shape = (self.channels, self.card.size[1], self.card.size[0])  # C, H, W
         pool = ThreadPoolExecutor(workers) if workers > 0 else None
         try:
             pending: list[tuple[int, bytes, str]] = []

@@ -97,6 +97,9 @@ def path_lengths(G: torch.nn.Module, lpips: Callable[[torch.Tensor], torch.Tenso
     img = (img + 1) * (255 / 2)
     if G.img_channels == 1:
         img = img.repeat([1, 3, 1, 1])
+    elif G.img_channels == 4:  # RGBA composited on white, as the other RGB feature metrics do (feature_stats.to_rgb)
+        a = (img[:, 3:] / 255).clamp(0, 1)
+        img = img[:, :3] * a + 255 * (1 - a)
     f0, f1 = lpips(img).chunk(2)
     return (f0 - f1).square().sum(1) / epsilon**2
 

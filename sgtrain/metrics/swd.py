@@ -246,7 +246,8 @@ class SWDDescriptors:
     recomputing it.
 
     Args:
-        resolution: image height = width in pixels.
+        resolution: image height = width in pixels, or ``(height, width)`` for W x H images (the pyramid then goes
+            down while the shorter side stays >= min_res; levels are named by the longer side).
         nhood_size: neighbourhood size (NVlabs 7).
         nhoods_per_image: neighbourhoods per image per level (NVlabs 128).
         min_res: smallest pyramid level (NVlabs 16).
@@ -254,20 +255,25 @@ class SWDDescriptors:
         device: where the pyramid and descriptors are computed and kept (default: CPU).
     """
 
-    def __init__(self, resolution: int, nhood_size: int = NHOOD_SIZE, nhoods_per_image: int = NHOODS_PER_IMAGE,
-                 min_res: int = MIN_RES, seed: int = 0, device: torch.device | str | None = None) -> None:
-        self.resolutions = swd_resolutions(resolution, min_res)
-        self.resolution = resolution
+    def __init__(self, resolution: int | tuple[int, int], nhood_size: int = NHOOD_SIZE,
+                 nhoods_per_image: int = NHOODS_PER_IMAGE, min_res: int = MIN_RES, seed: int = 0,
+                 device: torch.device | str | None = None) -> None:
+        h, w = (int(resolution[0]), int(resolution[1])) if isinstance(resolution, (tuple, list)) else (
+            int(resolution), int(resolution))
+        levels = len(swd_resolutions(min(h, w), min_res))
+        self.size = (h, w)
+        self.resolution = max(h, w)
+        self.resolutions = [self.resolution >> i for i in range(levels)]
         self.nhood_size = nhood_size
         self.nhoods_per_image = nhoods_per_image
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         r = nhood_size // 2
-        self._positions = [_PositionStream(seed, i, r, res - r, res - r) for i, res in enumerate(self.resolutions)]
+        self._positions = [_PositionStream(seed, i, r, (h >> i) - r, (w >> i) - r) for i in range(levels)]
         self.num_images = 0
         self._parts: list[list[torch.Tensor]] = [[] for _ in self.resolutions]
 
     def add(self, images_uint8: torch.Tensor | np.ndarray) -> None:
-        """Add a batch: uint8 [n, C, H, W] (values 0..255), H = W = resolution.
+        """Add a batch: uint8 [n, C, H, W] (values 0..255), (H, W) = size.
 
         Raises:
             ValueError: wrong dtype or shape.
@@ -276,8 +282,8 @@ class SWDDescriptors:
         if x.dtype != torch.uint8:
             raise InputError(f"SWD expects uint8 images in [0, 255], got {x.dtype}; convert float images in [-1, 1] "
                              f"with generated_images_uint8 or (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)")
-        if x.ndim != 4 or x.shape[2] != self.resolution or x.shape[3] != self.resolution:
-            raise InputError(f"SWD expects images [N, C, {self.resolution}, {self.resolution}], got {tuple(x.shape)}")
+        if x.ndim != 4 or tuple(x.shape[2:]) != self.size:
+            raise InputError(f"SWD expects images [N, C, {self.size[0]}, {self.size[1]}], got {tuple(x.shape)}")
         x = x.to(self.device, torch.float32)
         levels = laplacian_pyramid(x, len(self.resolutions))
         for parts, level, positions in zip(self._parts, levels, self._positions):
@@ -295,7 +301,7 @@ class SWDDescriptors:
         return [_normalize_descriptors(torch.cat(parts, dim=0)) for parts in self._parts]
 
 
-def _collect(images: Any, resolution: int | None, batch_size: int, num: int | None, seed: int,
+def _collect(images: Any, resolution: int | tuple[int, int] | None, batch_size: int, num: int | None, seed: int,
              device: torch.device | str | None, **kwargs: Any) -> SWDDescriptors:
     acc: SWDDescriptors | None = None
     for batch in _as_batches(images, batch_size):
@@ -304,7 +310,7 @@ def _collect(images: Any, resolution: int | None, batch_size: int, num: int | No
         if num is not None and acc is not None:
             batch = batch[: num - acc.num_images]
         if acc is None:
-            acc = SWDDescriptors(resolution or batch.shape[-1], seed=seed, device=device, **kwargs)
+            acc = SWDDescriptors(resolution or tuple(batch.shape[-2:]), seed=seed, device=device, **kwargs)
         acc.add(batch)
     if acc is None:
         raise InputError("SWD: the image source is empty")
@@ -349,7 +355,7 @@ def sliced_wasserstein(reals_uint8: Any, fakes_uint8: Any, nhood_size: int = NHO
     kw = dict(nhood_size=nhood_size, nhoods_per_image=nhoods_per_image, min_res=min_res)
     fakes = _collect(fakes_uint8, None, batch_size, None, seed, device, **kw)
     if reals_descriptors is None:
-        reals = _collect(reals_uint8, fakes.resolution, batch_size, None, seed, device, **kw)
+        reals = _collect(reals_uint8, fakes.size, batch_size, None, seed, device, **kw)
         if reals.num_images != fakes.num_images:
             raise InputError(f"SWD needs as many reals as fakes; got {reals.num_images} reals and "
                              f"{fakes.num_images} fakes")
@@ -447,11 +453,13 @@ def swd_generator(G: torch.nn.Module, reals: Any, num: int = 2048, batch_size: i
                 img = img[0]
             img = torch.as_tensor(img)[: num - count]
             if need_reals:
-                if img.shape[-1] != G.img_resolution:
+                gh = int(getattr(G, "img_height", G.img_resolution))
+                gw = int(getattr(G, "img_width", G.img_resolution))
+                if tuple(img.shape[-2:]) != (gh, gw):
                     raise InputError(f"SWD: the reals are {img.shape[-1]}x{img.shape[-2]} but G makes "
-                                     f"{G.img_resolution}x{G.img_resolution} images; use the data G was trained on")
+                                     f"{gw}x{gh} images; use the data G was trained on")
                 if acc is None:
-                    acc = SWDDescriptors(G.img_resolution, seed=seed, device=device, **desc_kw)
+                    acc = SWDDescriptors((gh, gw), seed=seed, device=device, **desc_kw)
                 for i in range(0, img.shape[0], 256):
                     acc.add(img[i:i + 256])
             if need_labels:

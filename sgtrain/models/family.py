@@ -26,9 +26,43 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Family", "family_of", "family_of_class_path", "registered", "trusted_class", "trusted_packages"]
+__all__ = ["Family", "family_of", "family_of_class_path", "refuse_non_square", "registered", "trusted_class",
+           "trusted_packages"]
 
 _REGISTRY: dict[str, Family] = {}
+
+
+def refuse_non_square(cfg: Any, display_name: str, why: str = "its networks are square") -> None:
+    """A family's ``check_config`` part for families that build square networks only: refuse W x H data.
+
+    Reads the dataset card of ``cfg.dataset.path`` (nothing to check when it cannot be read: the data checks report
+    that themselves).
+
+    Raises:
+        sgtrain.errors.ConfigError: the data is not square, naming the fix.
+    """
+    from omegaconf import OmegaConf
+
+    from sgtrain.errors import ConfigError
+
+    path = OmegaConf.select(cfg, "dataset.path", default=None)
+    if path is None or OmegaConf.is_missing(cfg.dataset, "path"):
+        return
+    from sgtrain.data.card import size_of
+    from sgtrain.data.stream import resolve_shards
+
+    try:
+        _, card = resolve_shards(str(path))
+    except (OSError, ValueError):
+        return
+    if card is None:
+        return
+    w, h = size_of(card)
+    if w != h:
+        raise ConfigError(f"model={OmegaConf.select(cfg, 'model.name', default='?')}: {display_name} cannot train the "
+                          f"{w}x{h} data in {path} ({why}): use model=stylegan2 (or stylegan2_small), which builds "
+                          f"W x H networks, or repack square (sgtrain-data pack ... --resolution {max(w, h)}, or "
+                          f"--resolution {w}x{h} --crop center-crop-wide to pad onto {w}x{w} as NVlabs does)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +91,8 @@ class Family:
             class names): 'module:function'}``, the function ``(record, name) -> nn.Module``.
         tf_builds: TensorFlow pickle build functions this family converts (``{'G_main': 'module:function'}``, the
             function ``(record, name) -> nn.Module``).
+        pickle_classes: ``nn.Module`` class paths of other programs' plain pickles that this family's
+            ``checkpoint_readers`` read; the allow-list unpickler turns them into data records (never imported).
         checkpoint_readers: readers of other programs' checkpoints it owns: ``(probe, load)`` import paths, ``probe(obj)
             -> bool`` on the unpickled object, ``load(obj, path) -> dict`` of networks.
         moved_keys: config keys of earlier sgtrain versions and where this family has them now (for the message
@@ -78,6 +114,7 @@ class Family:
     transfer_settings: Callable[[Any], list[str]] | None = None
     nvlabs_classes: Mapping[tuple[str, frozenset[str]], str] = dataclasses.field(default_factory=dict)
     tf_builds: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    pickle_classes: frozenset[str] = frozenset()
     checkpoint_readers: tuple[tuple[str, str], ...] = ()
     moved_keys: Mapping[str, str] = dataclasses.field(default_factory=dict)
 

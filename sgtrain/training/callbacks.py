@@ -102,7 +102,8 @@ def kimg_tag(cur_nimg: int) -> str:
 
 
 def save_image_grid(img: np.ndarray, path: str, grid: tuple[int, int], drange: tuple[float, float] = (-1, 1)) -> None:
-    """Save images [N, C, H, W] (float in ``drange`` or uint8) as a ``grid = (width, height)`` PNG, atomically."""
+    """Save images [N, C, H, W] (float in ``drange`` or uint8; C = 1, 3 or 4) as a ``grid = (width, height)`` PNG
+    (L, RGB or RGBA), atomically."""
     import io
 
     from PIL import Image
@@ -115,7 +116,7 @@ def save_image_grid(img: np.ndarray, path: str, grid: tuple[int, int], drange: t
     if n < gw * gh:
         img = np.concatenate([img, np.zeros([gw * gh - n, c, h, w], np.uint8)])
     img = img[: gw * gh].reshape(gh, gw, c, h, w).transpose(0, 3, 1, 4, 2).reshape(gh * h, gw * w, c)
-    pil = Image.fromarray(img[:, :, 0], "L") if c == 1 else Image.fromarray(img[:, :, :3], "RGB")
+    pil = Image.fromarray(img[:, :, 0], "L") if c == 1 else Image.fromarray(img, "RGBA" if c == 4 else "RGB")
     buf = io.BytesIO()
     pil.save(buf, format="png")
     atomic_write_bytes(path, buf.getvalue())

@@ -314,7 +314,8 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
         res = card.get("resolution")
         if cfg.model.resolution is not None and res is not None and int(cfg.model.resolution) != int(res):
             raise ConfigError(
-                f"model.resolution={cfg.model.resolution} but the shards in {cfg.dataset.path} are {res}x{res}: "
+                f"model.resolution={cfg.model.resolution} but the shards in {cfg.dataset.path} are "
+                f"{card.get('width') or res}x{card.get('height') or res}: "
                 f"pass model.resolution={res} (or model.resolution=null to follow the data), or repack the images "
                 f"with `sgtrain-data pack ... --resolution {cfg.model.resolution}`"
             )
@@ -340,6 +341,13 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
     what = f"train.batch={t.batch}" if cfg.schedule is None else "train.batch / schedule.minibatch_dict"
     groups = [int(v) for v in _find_values(OmegaConf.to_container(cfg.model, resolve=True), "mbstd_group_size") if v]
     passes = check_batches(sizes, world, t.batch_gpu, group_sizes=groups, what=what)
+    for key in ("G_batch_gpu", "D_batch_gpu"):
+        if t.get(key) is not None:
+            passes += check_batches(sizes, world, t[key], group_sizes=groups, what=what, batch_gpu_key=f"train.{key}")
+    finals = [k for k in ("lr_final", "beta2_final", "ema_kimg_final") if t.get(k) is not None]
+    if finals and t.get("decay_kimg") is None:
+        raise ConfigError(f"train.{finals[0]} is the value at the end of a cosine decay: give its length, "
+                          "train.decay_kimg=KIMG (R3GAN: 20000), or remove it")
     family = config_family(cfg)
     for key in family.refused_keys if family is not None else ():
         if OmegaConf.select(cfg, key, default=None) is not None:
@@ -367,7 +375,10 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
                                     f"no such pipeline (known: {', '.join(AUGPIPE_SPECS)})")
         if not 0 <= a.p <= 1:
             raise ConfigError(f"augment.p={a.p} must be in [0, 1]")
-        if a.mode == "fixed" and a.p == 0:
+        if a.p_final is not None and (a.mode == "ada" or OmegaConf.select(cfg, "train.decay_kimg") is None):
+            raise ConfigError(f"augment.p_final={a.p_final} decays a fixed p: it needs augment=fixed and "
+                              "train.decay_kimg=KIMG (the decay's length); with augment=ada pass augment.p_final=null")
+        if a.mode == "fixed" and a.p == 0 and not a.p_final:
             raise ConfigError("augment=fixed with augment.p=0 augments nothing: pass augment.p=P (0 < P <= 1), or "
                               "augment=ada for an adaptive p")
     if str(cfg.trainer.precision) not in ("32-true", "32"):

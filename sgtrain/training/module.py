@@ -40,7 +40,7 @@ import torch.distributed as dist
 from sgtrain.core.augment import AdaController
 from sgtrain.core.batches import check_batches
 from sgtrain.core.loss import GANLoss, lazy_regularization
-from sgtrain.core.schedule import ProgressiveSchedule, SchedulePoint, process_reals, set_lod
+from sgtrain.core.schedule import ProgressiveSchedule, SchedulePoint, cosine_decay, process_reals, set_lod
 from sgtrain.models.family import family_of
 
 from .cluster import gather_objects, gather_rng_states, restore_rng_state, seed_all
@@ -109,6 +109,15 @@ class GANModule(L.LightningModule):
         batch: global batch (all ranks together), images per iteration; the base minibatch of a schedule.
         batch_gpu: images per forward/backward pass on one device; None = the per-device batch. Larger values are
             capped at the per-device batch.
+        G_batch_gpu, D_batch_gpu: the same for G's and for D's phases only (R3GAN's ``--g-batch-gpu`` /
+            ``--d-batch-gpu``); None = ``batch_gpu``.
+        decay_kimg: length in kimg of the cosine decay (:func:`sgtrain.core.schedule.cosine_decay`, R3GAN) of the
+            hyper-parameters given a final value below; None = constant values. Evaluated at the start of every
+            iteration from ``cur_nimg`` (so a resumed run continues it exactly).
+        lr_final: G's and D's Adam learning rate at ``decay_kimg`` (from ``G_lr`` / ``D_lr``); None = no decay.
+        beta2_final: Adam beta2 at ``decay_kimg`` (from ``betas[1]``); None = no decay.
+        ema_kimg_final: G_ema half-life in kimg at ``decay_kimg`` (from ``ema_kimg``); None = no decay.
+        p_final: the augmentation probability at ``decay_kimg`` (from the pipe's p; not with ADA); None = no decay.
         G_lr, D_lr: Adam learning rates before the lazy-regularization adjustment (the schedule's base rates).
         betas, eps: Adam betas (NVlabs (0, 0.99)) and epsilon (1e-8).
         G_reg_interval, D_reg_interval: lazy regularization intervals (NVlabs 4 and 16); None = regularize every
@@ -134,6 +143,8 @@ class GANModule(L.LightningModule):
         augment_pipe: torch.nn.Module | None = None,
         batch: int = 32,
         batch_gpu: int | None = None,
+        G_batch_gpu: int | None = None,
+        D_batch_gpu: int | None = None,
         G_lr: float = 0.002,
         D_lr: float = 0.002,
         betas: tuple[float, float] = (0.0, 0.99),
@@ -152,6 +163,11 @@ class GANModule(L.LightningModule):
         ada_kimg: float = 500,
         ddp_check_kimg: float | None = None,
         freeze_mapping: int = 0,
+        decay_kimg: float | None = None,
+        lr_final: float | None = None,
+        beta2_final: float | None = None,
+        ema_kimg_final: float | None = None,
+        p_final: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["G", "D", "loss", "schedule", "augment_pipe"])
@@ -172,6 +188,13 @@ class GANModule(L.LightningModule):
             raise ValueError(f"freeze_mapping={freeze_mapping}: this generator has no mapping layers")
         self.batch = int(batch)
         self.batch_gpu = batch_gpu
+        self.net_batch_gpu = {"G": G_batch_gpu or batch_gpu, "D": D_batch_gpu or batch_gpu}
+        finals = dict(lr=lr_final, beta2=beta2_final, ema_kimg=ema_kimg_final, augment_p=p_final)
+        if decay_kimg is None and any(v is not None for v in finals.values()):
+            raise ValueError("lr_final / beta2_final / ema_kimg_final / p_final need decay_kimg (the decay's length)")
+        if p_final is not None and (augment_pipe is None or ada_target is not None):
+            raise ValueError("p_final needs an augment pipe with a fixed p (not ADA)")
+        self.p_base = float(augment_pipe.p) if augment_pipe is not None else 0.0
         self.loader_batch = loader_batch
         self.total_kimg = float(total_kimg)
         self.tick_kimg = float(tick_kimg)
@@ -219,6 +242,48 @@ class GANModule(L.LightningModule):
     def round_size(self) -> int:
         """Images per forward/backward pass (``batch_gpu`` capped at the per-device batch)."""
         return min(self.batch_gpu or self.batch_per_device, self.batch_per_device)
+
+    def pass_size(self, net: str) -> int:
+        """Images per forward/backward pass of ``net``'s phases (``'G'`` or ``'D'``): ``G_batch_gpu`` /
+        ``D_batch_gpu``, else ``batch_gpu``, capped at the per-device batch."""
+        return min(self.net_batch_gpu[net] or self.batch_per_device, self.batch_per_device)
+
+    @property
+    def reals_per_iteration(self) -> int:
+        """Batches of reals one iteration reads: 2 when the loss gives each network its own (R3GAN), else 1."""
+        return 2 if getattr(self.loss, "separate_reals", False) else 1
+
+    def decayed(self, cur_nimg: int | None = None) -> dict[str, float]:
+        """The cosine-decayed hyper-parameters at ``cur_nimg`` (default: now): ``G_lr``, ``D_lr``, ``beta2``,
+        ``ema_nimg``, ``augment_p`` for those given a final value; empty without ``decay_kimg``."""
+        hp = self.hparams
+        if hp.get("decay_kimg") is None:
+            return {}
+        n = self.cur_nimg if cur_nimg is None else cur_nimg
+        total = float(hp.decay_kimg) * 1000
+        out: dict[str, float] = {}
+        if hp.lr_final is not None:
+            out["G_lr"] = cosine_decay(n, float(hp.G_lr), total, float(hp.lr_final))
+            out["D_lr"] = cosine_decay(n, float(hp.D_lr), total, float(hp.lr_final))
+        if hp.beta2_final is not None:
+            out["beta2"] = cosine_decay(n, float(hp.betas[1]), total, float(hp.beta2_final))
+        if hp.ema_kimg_final is not None:
+            out["ema_nimg"] = cosine_decay(n, float(hp.ema_kimg) * 1000, total, float(hp.ema_kimg_final) * 1000)
+        if hp.p_final is not None:
+            out["augment_p"] = cosine_decay(n, self.p_base, total, float(hp.p_final))
+        return out
+
+    def _apply_decay(self, values: dict[str, float]) -> None:
+        """Set the decayed learning rates, beta2 and augmentation probability (R3GAN's loop, before the phases)."""
+        for opt, key in zip(self.optimizers(), ("G_lr", "D_lr")):
+            opt = getattr(opt, "optimizer", opt)  # Lightning's LightningOptimizer wrapper
+            for group in opt.param_groups:
+                if key in values:
+                    group["lr"] = values[key]
+                if "beta2" in values:
+                    group["betas"] = (group["betas"][0], values["beta2"])
+        if "augment_p" in values:
+            self.augment_pipe.p.copy_(torch.as_tensor(values["augment_p"], dtype=self.augment_pipe.p.dtype))
 
     @property
     def kimg(self) -> float:
@@ -274,8 +339,10 @@ class GANModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         minibatches = ([self.batch] if self.schedule is None else
                        self.schedule.minibatches(int(self.G.img_resolution), self.batch, self.world))
-        check_batches(minibatches, self.world, self.batch_gpu, self.loader_batch,
-                      what="train.batch" if self.schedule is None else "train.batch / schedule.minibatch_dict")
+        what = "train.batch" if self.schedule is None else "train.batch / schedule.minibatch_dict"
+        for key, bgpu in (("batch_gpu", self.batch_gpu), ("G_batch_gpu", self.net_batch_gpu["G"]),
+                          ("D_batch_gpu", self.net_batch_gpu["D"])):
+            check_batches(minibatches, self.world, bgpu, self.loader_batch, what=what, batch_gpu_key=f"train.{key}")
 
     def on_train_start(self) -> None:
         states, self._pending_loss_state = self._pending_loss_state, None
@@ -356,11 +423,11 @@ class GANModule(L.LightningModule):
         self._pending.append(self._unpack(batch))
         self.loader_batches += 1
         have = sum(x.shape[0] for x, _ in self._pending)
-        need = self.batch_per_device
+        need = self.batch_per_device * self.reals_per_iteration
         if have < need:
             return
         if have > need:
-            raise RuntimeError(f"the datamodule gave {have} images for an iteration of {need} on this rank "
+            raise RuntimeError(f"the datamodule gave {have} images for an iteration reading {need} on this rank "
                                f"(train.batch={self.batch}, {self.world} processes)")
         if len(self._pending) == 1:
             img, real_c = self._pending[0]
@@ -373,10 +440,11 @@ class GANModule(L.LightningModule):
         """One NVlabs iteration on this rank's share of the minibatch: every phase, G_ema, counters, tick.
 
         Args:
-            img: real images, uint8 (0..255) or float ([-1, 1]) [batch_per_device, C, H, W].
-            real_c: their labels, float32 [batch_per_device, c_dim].
+            img: real images, uint8 (0..255) or float ([-1, 1]) [batch_per_device * reals_per_iteration, C, H, W]
+                (with two batches of reals, D's first, then G's).
+            real_c: their labels, float32 [same N, c_dim].
         """
-        n = img.shape[0]
+        n = self.batch_per_device
         point = self._point
         real = img.to(self.device, torch.float32)
         if img.dtype == torch.uint8:
@@ -385,32 +453,44 @@ class GANModule(L.LightningModule):
             self._apply_schedule(point)
             real = process_reals(real, point.lod)
         real_c = real_c.to(self.device)
-        rs = self.round_size
-        real_chunks, c_chunks = real.split(rs), real_c.split(rs)
+        if self.reals_per_iteration == 2:  # R3GAN: D's reals, then G's
+            reals = {"D": (real[:n], real_c[:n]), "G": (real[n:], real_c[n:])}
+        else:
+            reals = {"D": (real, real_c), "G": (real, real_c)}
+        decayed = self.decayed()
+        if decayed:
+            self._apply_decay(decayed)
+        average = bool(getattr(self.loss, "average_passes", False))
         phases = self.phases()
         all_z = torch.randn([len(phases) * n, self.G.z_dim], device=self.device)
         all_c = self.sample_labels(len(phases) * n)
         opts = self.optimizers()
         # G_ema: after all phases (NVlabs' PyTorch loop), or with the D step when D trains first (their TF loops run
         # the Gs update together with D's, before G's step)
-        ema_after_d = getattr(self.loss, "phase_order", ("G", "D"))[0] == "D"
+        order = getattr(self.loss, "phase_order", ("G", "D"))
+        ema_with_d = getattr(self.loss, "ema_with_D", None)
+        ema_after_d = order[0] == "D" if ema_with_d is None else bool(ema_with_d) and order[0] == "D"
+        ema_at_end = not ema_after_d
 
         for i, (name, module, opt_idx, interval) in enumerate(phases):
             if ema_after_d and name.startswith("G"):
                 with torch.autograd.profiler.record_function("Gema"):
-                    self.update_ema()
+                    self.update_ema(decayed.get("ema_nimg"))
                 ema_after_d = False
             if self.batch_idx % interval != 0:
                 continue
             opt = opts[opt_idx]
+            rs = self.pass_size(name[0])
+            real_chunks, c_chunks = reals[name[0]][0].split(rs), reals[name[0]][1].split(rs)
             z_chunks = all_z[i * n:(i + 1) * n].split(rs)
             gc_chunks = all_c[i * n:(i + 1) * n].split(rs)
+            gain = interval * (rs / n if average else 1)
             with torch.autograd.profiler.record_function(name):
                 opt.zero_grad(set_to_none=True)
                 self._train_params(module)
                 for r_img, r_c, g_z, g_c in zip(real_chunks, c_chunks, z_chunks, gc_chunks):
                     terms = self.loss.accumulate_gradients(
-                        phase=name, real_img=r_img, real_c=r_c, gen_z=g_z, gen_c=g_c, gain=interval,
+                        phase=name, real_img=r_img, real_c=r_c, gen_z=g_z, gen_c=g_c, gain=gain,
                         cur_nimg=self.cur_nimg, backward=self.manual_backward,
                     )
                     for k, v in terms.items():
@@ -422,9 +502,9 @@ class GANModule(L.LightningModule):
                 self._reduce_grads(module)
                 opt.step()
 
-        if getattr(self.loss, "phase_order", ("G", "D"))[0] != "D":
+        if ema_at_end:
             with torch.autograd.profiler.record_function("Gema"):
-                self.update_ema()
+                self.update_ema(decayed.get("ema_nimg"))
         self.cur_nimg += self.minibatch
         self.batch_idx += 1
         if self.ada is not None:
@@ -449,12 +529,14 @@ class GANModule(L.LightningModule):
         self.prev_lod = point.lod
 
     @torch.no_grad()
-    def update_ema(self) -> None:
-        """G_ema <- lerp(G, G_ema, beta), beta = 0.5 ** (batch / ema_nimg); buffers copied (NVlabs)."""
+    def update_ema(self, ema_nimg: float | None = None) -> None:
+        """G_ema <- lerp(G, G_ema, beta), beta = 0.5 ** (batch / ema_nimg); buffers copied (NVlabs). ``ema_nimg``:
+        the half-life in images (a decayed value); None = ``ema_kimg * 1000`` with the ramp-up."""
         hp = self.hparams
-        ema_nimg = hp.ema_kimg * 1000
-        if hp.ema_rampup is not None:
-            ema_nimg = min(ema_nimg, self.cur_nimg * hp.ema_rampup)
+        if ema_nimg is None:
+            ema_nimg = hp.ema_kimg * 1000
+            if hp.ema_rampup is not None:
+                ema_nimg = min(ema_nimg, self.cur_nimg * hp.ema_rampup)
         beta = 0.5 ** (self.minibatch / max(ema_nimg, 1e-8))
         for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
             p_ema.copy_(p.lerp(p_ema, beta))
@@ -473,6 +555,8 @@ class GANModule(L.LightningModule):
         point = self._point
         if point is not None:
             stats.update(lod=point.lod, minibatch=float(point.minibatch), G_lrate=point.G_lrate, D_lrate=point.D_lrate)
+        for k, v in self.decayed(self.cur_nimg - self.minibatch).items():
+            stats[f"Progress/{k}"] = v  # the values the tick's last iteration used
         if self.augment_pipe is not None:
             stats["augment_p"] = self.augment_p
             if self.ada is not None and not math.isnan(float(self.ada.r_t)):
@@ -569,6 +653,7 @@ class GANModule(L.LightningModule):
             "world_size": self.world,
             **self.loss_scalars(),
             "augment_p": self.augment_p,
+            "decayed": self.decayed(),  # the cosine-decayed hyper-parameters the next iteration uses (for reading)
             "rng": states,
             # running statistics a rank updates from its own samples (NVlabs: pl_mean): the state_dict holds rank 0's
             "loss_state_per_rank": gather_objects(self._loss_state()),

@@ -51,11 +51,14 @@ def _card_of(path: str) -> dict[str, Any]:
     return card.to_dict()
 
 
-def _data(key: str, *, _root_: DictConfig) -> int:
-    """``sgtrain.data`` resolver: ``resolution`` (model.resolution, else the data's), ``channels`` and ``c_dim`` (0
-    with dataset.cond=false) of the training data, for the family configs' network keywords."""
+def _data(key: str, *, _root_: DictConfig) -> int | list[int]:
+    """``sgtrain.data`` resolver: ``resolution`` (model.resolution, else the data's longer side), ``channels``,
+    ``c_dim`` (0 with dataset.cond=false) and ``init_res`` ([h0, w0] of a W x H network's 4x4 level, [4, 4] for
+    square data; :func:`sgtrain.data.card.init_res_of`) of the training data, for the family configs' keywords."""
     if key == "resolution" and _root_.model.get("resolution") is not None:
         return int(_root_.model.resolution)
+    if key == "init_res" and OmegaConf.is_missing(_root_.dataset, "path") and _root_.model.get("resolution"):
+        return [4, 4]  # a square network sized by model.resolution alone
     if OmegaConf.is_missing(_root_.dataset, "path"):
         raise ConfigError(f"${{sgtrain.data:{key}}} needs the data: pass dataset.path=DIR (a directory written by "
                           "`sgtrain-data pack SRC DIR`)")
@@ -66,7 +69,18 @@ def _data(key: str, *, _root_: DictConfig) -> int:
         return int(card["channels"])
     if key == "c_dim":
         return 0 if _root_.dataset.cond is False else int(card.get("c_dim", 0) or 0)
-    raise ConfigError(f"${{sgtrain.data:{key}}}: unknown key {key!r}; use resolution, channels or c_dim")
+    if key == "init_res":
+        from sgtrain.data.card import init_res_of, size_of
+
+        w, h = size_of(card)
+        if w == h:
+            return [4, 4]
+        try:
+            return init_res_of(w, h)
+        except ValueError as err:
+            raise ConfigError(f"dataset.path={_root_.dataset.path}: {err}; repack the images with `sgtrain-data pack "
+                              "... --resolution WxH` at such a size") from err
+    raise ConfigError(f"${{sgtrain.data:{key}}}: unknown key {key!r}; use resolution, channels, c_dim or init_res")
 
 
 _EVAL_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -94,6 +108,12 @@ def _eval(expr: Any) -> float:
     return value(tree.body)
 
 
+def _reversed(values: Any) -> list[Any]:
+    """``sgtrain.reversed`` resolver: a list in reverse order (R3GAN's D takes G's stage lists reversed),
+    e.g. ``${sgtrain.reversed:${model.WidthPerStage}}``."""
+    return list(reversed(list(values)))
+
+
 def _required(message: str) -> Any:
     """``sgtrain.required`` resolver: a value a preset cannot default; resolving it fails with ``message`` (a plain
     ``???`` would not do: Hydra keeps the earlier value when a preset merges ``???`` over it)."""
@@ -112,6 +132,8 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("sgtrain.data", _data)
     if not OmegaConf.has_resolver("sgtrain.required"):
         OmegaConf.register_new_resolver("sgtrain.required", _required)
+    if not OmegaConf.has_resolver("sgtrain.reversed"):
+        OmegaConf.register_new_resolver("sgtrain.reversed", _reversed)
     if not OmegaConf.has_resolver("sgtrain.eval"):
         OmegaConf.register_new_resolver("sgtrain.eval", _eval)
     ConfigStore.instance().store(name="train_schema", node=TrainSchema)

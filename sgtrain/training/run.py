@@ -315,6 +315,8 @@ def module_kwargs(cfg: DictConfig) -> dict[str, Any]:
     kw["betas"] = tuple(kw["betas"])
     if cfg.augment.mode != "ada":
         kw["ada_target"] = None
+    if cfg.augment.mode != "fixed":
+        kw["p_final"] = None  # no pipe (augment=none) or ADA's own p
     return kw
 
 

@@ -39,6 +39,8 @@ class TrainConfig:
     kimg: float = 25000  # Total training length in kimg.
     batch: int = 32  # Global batch size (all ranks together); with a progressive schedule, the base minibatch.
     batch_gpu: int | None = None  # Images per forward/backward on one device; None or larger = batch / world size.
+    G_batch_gpu: int | None = None  # ... for G's phases only (R3GAN --g-batch-gpu); None = batch_gpu.
+    D_batch_gpu: int | None = None  # ... for D's phases only (R3GAN --d-batch-gpu); None = batch_gpu.
     G_lr: float = 0.002  # Generator learning rate (with a progressive schedule, the base rate).
     D_lr: float = 0.002  # Discriminator learning rate (with a progressive schedule, the base rate).
     betas: list[float] = field(default_factory=lambda: [0.0, 0.99])  # Adam betas (before lazy-reg adjustment).
@@ -46,6 +48,11 @@ class TrainConfig:
     ema_kimg: float = "${sgtrain.eval:'${train.batch} * 10 / 32'}"  # type: ignore[assignment]  # G_ema half-life
     # in kimg; default NVlabs' batch * 10 / 32 (10 kimg at batch 32).
     ema_rampup: float | None = None  # EMA ramp-up coefficient; None = no ramp-up.
+    decay_kimg: float | None = None  # Cosine decay (R3GAN) of lr, beta2, EMA half-life and augment p from their
+    # values above to the *_final values below over this many kimg (R3GAN: 20000); None = constant values.
+    lr_final: float | None = None  # G_lr and D_lr at decay_kimg (R3GAN: 5e-5); None = no decay of lr.
+    beta2_final: float | None = None  # Adam beta2 at decay_kimg (R3GAN: 0.99, from betas[1] = 0.9).
+    ema_kimg_final: float | None = None  # G_ema half-life at decay_kimg (R3GAN: 500, from ema_kimg = 0).
     G_reg_interval: int | None = 4  # G's regularization phase (Greg) every N iterations; None = in Gmain (Gboth).
     D_reg_interval: int | None = 16  # D's regularization phase (Dreg) every N iterations; None = in Dmain (Dboth).
     tick_kimg: float = 4.0  # Progress tick: a metrics.jsonl line every N kimg.
@@ -118,6 +125,7 @@ class AugmentConfig:
     mode: str = "none"  # 'ada' (adaptive p), 'fixed' (constant p) or 'none' (no augmentation)
     augpipe: str = "bgc"  # named pipeline: blit, geom, color, filter, noise, cutout, bg, bgc, bgcf, bgcfn, bgcfnc
     p: float = 0.0  # initial (ada) or constant (fixed) augmentation probability, in [0, 1]
+    p_final: float | None = None  # fixed mode: p at train.decay_kimg (cosine from p, R3GAN); None = constant p
     ada_target: float = 0.6  # ADA target of r_t = E[sign(D(reals))]
     ada_interval: int = 4  # iterations between adjustments of p
     ada_kimg: float = 500  # kimg over which p may change by one

@@ -4,7 +4,7 @@
 """
 
 from sgtrain.core.schedule import progressive_transfer_settings
-from sgtrain.models.family import Family
+from sgtrain.models.family import Family, refuse_non_square
 
 from .loss import WGANGPLoss
 from .networks import *  # noqa: F403
@@ -12,8 +12,15 @@ from .networks import __all__ as _networks_all
 
 __all__ = ["FAMILY", "WGANGPLoss", *_networks_all]
 
+
+def check_config(cfg, per_pass_batches: list[int]) -> None:
+    """ProGAN builds square networks only: W x H data is refused, naming the fix (``refuse_non_square``)."""
+    del per_pass_batches
+    refuse_non_square(cfg, "ProGAN", "a progressive family grows square levels")
+
+
 FAMILY = Family(
-    name="progan", display_name="ProGAN", package=__name__, progressive=True,
+    name="progan", display_name="ProGAN", package=__name__, check_config=check_config, progressive=True,
     transfer_settings=progressive_transfer_settings,
     tf_builds={"G_paper": f"{__name__}.tf:convert", "D_paper": f"{__name__}.tf:convert"},
 )

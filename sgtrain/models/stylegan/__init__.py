@@ -3,7 +3,7 @@
 """
 
 from sgtrain.core.schedule import progressive_transfer_settings
-from sgtrain.models.family import Family
+from sgtrain.models.family import Family, refuse_non_square
 
 from .loss import StyleGANLoss
 from .networks import *  # noqa: F403
@@ -11,8 +11,15 @@ from .networks import __all__ as _networks_all
 
 __all__ = ["FAMILY", "StyleGANLoss", *_networks_all]
 
+
+def check_config(cfg, per_pass_batches: list[int]) -> None:
+    """StyleGAN builds square networks only: W x H data is refused, naming the fix (``refuse_non_square``)."""
+    del per_pass_batches
+    refuse_non_square(cfg, "StyleGAN", "a progressive family grows square levels")
+
+
 FAMILY = Family(
-    name="stylegan", display_name="StyleGAN", package=__name__, w_space=True, progressive=True,
-    mapping_layer="mapping.fc{i}.", transfer_settings=progressive_transfer_settings,
+    name="stylegan", display_name="StyleGAN", package=__name__, check_config=check_config, w_space=True,
+    progressive=True, mapping_layer="mapping.fc{i}.", transfer_settings=progressive_transfer_settings,
     tf_builds={"G_style": f"{__name__}.tf:convert", "D_basic": f"{__name__}.tf:convert"},
 )

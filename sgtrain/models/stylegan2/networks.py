@@ -198,12 +198,15 @@ class SynthesisLayer(torch.nn.Module):
         resample_filter: Sequence[float] = (1, 3, 3, 1),  # FIR low-pass filter for upsampling.
         conv_clamp: float | None = None,  # Clamp the output to +-conv_clamp, None = no clamping.
         channels_last: bool = False,  # Store the weight in channels_last memory format?
+        init_res: Sequence[int] = (4, 4),  # (height, width) of the 4x4 level: (4, 4) = square (NVlabs).
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.w_dim = w_dim
         self.resolution = resolution
+        self.init_res = tuple(int(v) for v in init_res)
+        self.size = level_size(self.init_res, resolution)
         self.up = up
         self.use_noise = use_noise
         self.activation = activation
@@ -218,7 +221,7 @@ class SynthesisLayer(torch.nn.Module):
             torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format)
         )
         if use_noise:
-            self.register_buffer("noise_const", torch.randn([resolution, resolution]))
+            self.register_buffer("noise_const", torch.randn(list(self.size)))
             self.noise_strength = torch.nn.Parameter(torch.zeros([]))
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
 
@@ -237,13 +240,13 @@ class SynthesisLayer(torch.nn.Module):
         """
         if noise_mode not in ("random", "const", "none"):
             raise ValueError(f"SynthesisLayer: noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
-        in_resolution = self.resolution // self.up
-        assert_shape(x, [None, self.in_channels, in_resolution, in_resolution], "SynthesisLayer input")
+        h, w_ = self.size
+        assert_shape(x, [None, self.in_channels, h // self.up, w_ // self.up], "SynthesisLayer input")
         styles = self.affine(w)
 
         noise = None
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device)
+            noise = torch.randn([x.shape[0], 1, h, w_], device=x.device)
             noise = noise * self.noise_strength
         if self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
@@ -331,6 +334,7 @@ class SynthesisBlock(torch.nn.Module):
         fp16_channels_last: bool = False,  # Use channels_last memory format in float16?
         fused_modconv_default: bool | str = True,  # fused_modconv when the call gives None; 'inference_only' =
         # fused in eval mode, not in training mode.
+        init_res: Sequence[int] = (4, 4),  # (height, width) of the 4x4 level: (4, 4) = square (NVlabs).
         **layer_kwargs: Any,  # Arguments for SynthesisLayer (kernel_size, use_noise, activation).
     ) -> None:
         _check_architecture(architecture, "SynthesisBlock")
@@ -338,6 +342,8 @@ class SynthesisBlock(torch.nn.Module):
         self.in_channels = in_channels
         self.w_dim = w_dim
         self.resolution = resolution
+        self.size = level_size(init_res, resolution)
+        layer_kwargs = dict(layer_kwargs, init_res=tuple(int(v) for v in init_res))
         self.img_channels = img_channels
         self.is_last = is_last
         self.architecture = architecture
@@ -349,7 +355,7 @@ class SynthesisBlock(torch.nn.Module):
         self.num_torgb = 0
 
         if in_channels == 0:
-            self.const = torch.nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+            self.const = torch.nn.Parameter(torch.randn([out_channels, *self.size]))
         if in_channels != 0:
             self.conv0 = SynthesisLayer(
                 in_channels,
@@ -429,7 +435,7 @@ class SynthesisBlock(torch.nn.Module):
             x = self.const.to(dtype=dtype, memory_format=memory_format)
             x = x.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
         else:
-            assert_shape(x, [None, self.in_channels, self.resolution // 2, self.resolution // 2], "block input")
+            assert_shape(x, [None, self.in_channels, self.size[0] // 2, self.size[1] // 2], "block input")
             x = x.to(dtype=dtype, memory_format=memory_format)
 
         if self.in_channels == 0:
@@ -444,7 +450,7 @@ class SynthesisBlock(torch.nn.Module):
             x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
 
         if img is not None:
-            assert_shape(img, [None, self.img_channels, self.resolution // 2, self.resolution // 2], "img")
+            assert_shape(img, [None, self.img_channels, self.size[0] // 2, self.size[1] // 2], "img")
             img = upsample2d(img, self.resample_filter)
         if self.is_last or self.architecture == "skip":
             y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
@@ -454,6 +460,29 @@ class SynthesisBlock(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"resolution={self.resolution}, architecture={self.architecture}"
+
+
+def level_size(init_res: Sequence[int], res: int) -> tuple[int, int]:
+    """(height, width) of the level of nominal resolution ``res`` when the 4x4 level is ``init_res`` = (h0, w0).
+
+    A rectangular network (forks of NVlabs' code that train W x H data, e.g. LSUN car at 512x384) keeps NVlabs' blocks
+    and keys (``b4`` ... ``b{img_resolution}``) and scales every level by ``init_res / 4``: ``init_res=(3, 4)`` with
+    img_resolution 512 gives 384 x 512 images. (4, 4) is NVlabs' square network.
+    """
+    return int(init_res[0]) * res // 4, int(init_res[1]) * res // 4
+
+
+def check_init_res(init_res: Sequence[int], img_resolution: int, where: str) -> tuple[int, int]:
+    """``init_res`` as an (h0, w0) tuple of ints in 1..4 with the larger one 4.
+
+    Raises:
+        ValueError: another shape, or one that does not divide down to it from img_resolution.
+    """
+    h0, w0 = (int(v) for v in init_res)
+    if not (1 <= h0 <= 4 and 1 <= w0 <= 4 and max(h0, w0) == 4) or len(tuple(init_res)) != 2:
+        raise ValueError(f"{where}: init_res must be [h0, w0] with 1 <= h0, w0 <= 4 and the larger one 4 (the 4x4 "
+                         f"level of a W x H network), got {list(init_res)}")
+    return h0, w0
 
 
 class SynthesisNetwork(torch.nn.Module):
@@ -471,11 +500,16 @@ class SynthesisNetwork(torch.nn.Module):
         channel_base: int = 32768,  # Overall multiplier for the number of channels.
         channel_max: int = 512,  # Maximum number of channels in any layer.
         num_fp16_res: int = 4,  # Use float16 for the N highest resolutions (CUDA only), 0 = none.
+        init_res: Sequence[int] = (4, 4),  # (height, width) of the first block (the const), the larger one 4;
+        # images are img_resolution * (h0, w0) / 4: (4, 4) = square (NVlabs), (2, 4) = twice as wide as high.
         **block_kwargs: Any,  # Arguments for SynthesisBlock (architecture, conv_clamp, ...).
     ) -> None:
         if img_resolution < 4 or img_resolution & (img_resolution - 1) != 0:
             raise ValueError(f"SynthesisNetwork: img_resolution must be a power of two >= 4, got {img_resolution}")
+        init_res = check_init_res(init_res, img_resolution, "SynthesisNetwork")
         super().__init__()
+        self.init_res = init_res
+        self.img_height, self.img_width = level_size(init_res, img_resolution)
         self.w_dim = w_dim
         self.img_resolution = img_resolution
         self.img_resolution_log2 = int(np.log2(img_resolution))
@@ -497,6 +531,7 @@ class SynthesisNetwork(torch.nn.Module):
                 img_channels=img_channels,
                 is_last=is_last,
                 use_fp16=(res >= fp16_resolution),
+                init_res=init_res,
                 **block_kwargs,
             )
             self.num_ws += block.num_conv
@@ -505,7 +540,8 @@ class SynthesisNetwork(torch.nn.Module):
             setattr(self, f"b{res}", block)
 
     def forward(self, ws: torch.Tensor, **block_kwargs: Any) -> torch.Tensor:
-        """ws [N, num_ws, w_dim] -> images [N, img_channels, img_resolution, img_resolution] float32.
+        """ws [N, num_ws, w_dim] -> images [N, img_channels, img_height, img_width] float32 (img_resolution square
+        unless init_res is not (4, 4)).
 
         block_kwargs: noise_mode ('random' | 'const' | 'none'), force_fp32, fused_modconv, update_emas.
         Block b{r} reads ws[:, i:i + num_conv + num_torgb] where i counts the convs of the previous blocks, so the
@@ -553,6 +589,8 @@ class Generator(torch.nn.Module):
     ) -> None:
         super().__init__()
         mapping_kwargs = dict(mapping_kwargs or {})
+        if tuple(synthesis_kwargs.get("init_res", (4, 4))) == (4, 4):
+            synthesis_kwargs.pop("init_res", None)  # square: NVlabs' keywords exactly (exports, portable files)
         self.init_kwargs = _to_json_kwargs(
             "Generator",
             dict(
@@ -574,6 +612,7 @@ class Generator(torch.nn.Module):
             w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **synthesis_kwargs
         )
         self.num_ws = self.synthesis.num_ws
+        self.img_height, self.img_width = self.synthesis.img_height, self.synthesis.img_width
         self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **mapping_kwargs)
 
     def forward(
@@ -624,6 +663,7 @@ class DiscriminatorBlock(torch.nn.Module):
         use_fp16: bool = False,  # Run this block in float16 (CUDA only)?
         fp16_channels_last: bool = False,  # Use channels_last memory format in float16?
         freeze_layers: int = 0,  # Freeze-D: number of leading layers (whole D) whose weights are frozen.
+        init_res: Sequence[int] = (4, 4),  # (height, width) of the 4x4 level: (4, 4) = square (NVlabs).
     ) -> None:
         if in_channels not in (0, tmp_channels):
             raise ValueError(f"DiscriminatorBlock: in_channels must be 0 or tmp_channels={tmp_channels}")
@@ -631,6 +671,7 @@ class DiscriminatorBlock(torch.nn.Module):
         super().__init__()
         self.in_channels = in_channels
         self.resolution = resolution
+        self.size = level_size(init_res, resolution)
         self.img_channels = img_channels
         self.first_layer_idx = first_layer_idx
         self.architecture = architecture
@@ -683,11 +724,11 @@ class DiscriminatorBlock(torch.nn.Module):
         memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
 
         if x is not None:
-            assert_shape(x, [None, self.in_channels, self.resolution, self.resolution], "DiscriminatorBlock input")
+            assert_shape(x, [None, self.in_channels, *self.size], "DiscriminatorBlock input")
             x = x.to(dtype=dtype, memory_format=memory_format)
 
         if self.in_channels == 0 or self.architecture == "skip":
-            assert_shape(img, [None, self.img_channels, self.resolution, self.resolution], "img")
+            assert_shape(img, [None, self.img_channels, *self.size], "img")
             img = img.to(dtype=dtype, memory_format=memory_format)
             y = self.fromrgb(img)
             x = x + y if x is not None else y
@@ -726,12 +767,14 @@ class DiscriminatorEpilogue(torch.nn.Module):
         mbstd_num_channels: int = 1,  # Number of minibatch stddev channels, 0 = no minibatch stddev layer.
         activation: str = "lrelu",  # Activation function.
         conv_clamp: float | None = None,  # Clamp conv outputs to +-conv_clamp, None = no clamping.
+        init_res: Sequence[int] = (4, 4),  # (height, width) of this level: (4, 4) = square (NVlabs).
     ) -> None:
         _check_architecture(architecture, "DiscriminatorEpilogue")
         super().__init__()
         self.in_channels = in_channels
         self.cmap_dim = cmap_dim
         self.resolution = resolution
+        self.size = level_size(init_res, resolution)
         self.img_channels = img_channels
         self.architecture = architecture
 
@@ -745,7 +788,7 @@ class DiscriminatorEpilogue(torch.nn.Module):
         self.conv = Conv2dLayer(
             in_channels + mbstd_num_channels, in_channels, kernel_size=3, activation=activation, conv_clamp=conv_clamp
         )
-        self.fc = FullyConnectedLayer(in_channels * resolution**2, in_channels, activation=activation)
+        self.fc = FullyConnectedLayer(in_channels * self.size[0] * self.size[1], in_channels, activation=activation)
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
     def forward(
@@ -753,10 +796,10 @@ class DiscriminatorEpilogue(torch.nn.Module):
     ) -> torch.Tensor:
         """x [N, in_channels, 4, 4], img (skip) [N, img_channels, 4, 4], cmap [N, cmap_dim] -> logits [N, 1] fp32."""
         del force_fp32
-        assert_shape(x, [None, self.in_channels, self.resolution, self.resolution], "DiscriminatorEpilogue input")
+        assert_shape(x, [None, self.in_channels, *self.size], "DiscriminatorEpilogue input")
         x = x.to(dtype=torch.float32, memory_format=torch.contiguous_format)
         if self.architecture == "skip":
-            assert_shape(img, [None, self.img_channels, self.resolution, self.resolution], "img")
+            assert_shape(img, [None, self.img_channels, *self.size], "img")
             img = img.to(dtype=torch.float32, memory_format=torch.contiguous_format)
             x = x + self.fromrgb(img)
 
@@ -795,6 +838,8 @@ class Discriminator(torch.nn.Module):
         block_kwargs: dict[str, Any] | None = None,  # Arguments for DiscriminatorBlock (freeze_layers, ...).
         mapping_kwargs: dict[str, Any] | None = None,  # Arguments for the label MappingNetwork.
         epilogue_kwargs: dict[str, Any] | None = None,  # Arguments for DiscriminatorEpilogue (mbstd_group_size...).
+        init_res: Sequence[int] = (4, 4),  # (height, width) of the 4x4 level, the larger one 4: images are
+        # img_resolution * (h0, w0) / 4 (see the Generator); (4, 4) = square (NVlabs).
     ) -> None:
         super().__init__()
         block_kwargs = dict(block_kwargs or {})
@@ -815,11 +860,15 @@ class Discriminator(torch.nn.Module):
                 block_kwargs=block_kwargs,
                 mapping_kwargs=mapping_kwargs,
                 epilogue_kwargs=epilogue_kwargs,
+                **({} if tuple(init_res) == (4, 4) else {"init_res": [int(v) for v in init_res]}),
             ),
         )
         if img_resolution < 4 or img_resolution & (img_resolution - 1) != 0:
             raise ValueError(f"Discriminator: img_resolution must be a power of two >= 4, got {img_resolution}")
         _check_architecture(architecture, "Discriminator")
+        init_res = check_init_res(init_res, img_resolution, "Discriminator")
+        self.init_res = init_res
+        self.img_height, self.img_width = level_size(init_res, img_resolution)
         self.c_dim = c_dim
         self.img_resolution = img_resolution
         self.img_resolution_log2 = int(np.log2(img_resolution))
@@ -833,7 +882,7 @@ class Discriminator(torch.nn.Module):
         if c_dim == 0:
             cmap_dim = 0
 
-        common = dict(img_channels=img_channels, architecture=architecture, conv_clamp=conv_clamp)
+        common = dict(img_channels=img_channels, architecture=architecture, conv_clamp=conv_clamp, init_res=init_res)
         cur_layer_idx = 0
         for res in self.block_resolutions:
             block = DiscriminatorBlock(
@@ -857,12 +906,12 @@ class Discriminator(torch.nn.Module):
     def forward(
         self, img: torch.Tensor, c: torch.Tensor | None, update_emas: bool = False, **block_kwargs: Any
     ) -> torch.Tensor:
-        """img [N, img_channels, img_resolution, img_resolution] float in [-1, 1], c [N, c_dim] -> logits [N, 1].
+        """img [N, img_channels, img_height, img_width] float in [-1, 1], c [N, c_dim] -> logits [N, 1].
 
         block_kwargs: force_fp32. update_emas is unused (NVlabs' interface).
         """
         del update_emas
-        assert_shape(img, [None, self.img_channels, self.img_resolution, self.img_resolution], "img")
+        assert_shape(img, [None, self.img_channels, self.img_height, self.img_width], "img")
         x = None
         for res in self.block_resolutions:
             with torch.autograd.profiler.record_function(f"b{res}"):
