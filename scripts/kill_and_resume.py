@@ -6,7 +6,7 @@ Starts ``sgtrain-train`` with the given overrides, waits until metrics.jsonl has
 with SIGKILL, reruns the same command (which resumes from the run directory's last checkpoint), and prints the
 metrics lines around the kill and whether kimg never repeats or jumps and lod never grows back.
 
-    python scripts/kill_and_resume.py --kill-when fade -- model=progan dataset.path=data/emoji run.dir=runs/pg ...
+    python scripts/kill_and_resume.py --kill-when fade -- model=progan dataset.path=data/smileys run.dir=runs/pg ...
 
 Exit status 0 when the rerun finished and the lines are continuous, 1 otherwise.
 """

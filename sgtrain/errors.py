@@ -9,7 +9,7 @@ type callers catch today (``ValueError``, ``FileNotFoundError``...), so ``except
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "SgtrainError", "UserError"]
+__all__ = ["ConfigError", "FileContentError", "InputError", "MissingFileError", "SgtrainError", "UserError"]
 
 
 class SgtrainError(Exception):
@@ -22,3 +22,18 @@ class UserError(SgtrainError):
 
 class ConfigError(UserError, ValueError):
     """A training configuration that cannot run; the message names the key and the fix."""
+
+
+class InputError(UserError, ValueError):
+    """A value the user gave (an option, an argument, a file's field) that is malformed or out of range."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or directory the user named that does not exist."""
+
+
+class FileContentError(UserError, KeyError):
+    """A file the user named that lacks what it must hold (an array, a key); its message is shown as is."""
+
+    def __str__(self) -> str:  # KeyError's own str() is the repr of its argument, quotes and escapes included
+        return str(self.args[0]) if self.args else ""

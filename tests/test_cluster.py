@@ -201,7 +201,7 @@ def _trainer(tmp_path, callbacks, max_steps=10):
     )
 
 
-@pytest.mark.parametrize("signum,requeue", [(signal.SIGUSR1, True), (signal.SIGTERM, False)])
+@pytest.mark.parametrize("signum,requeue", [(signal.SIGUSR1, True), (signal.SIGTERM, False), (signal.SIGINT, False)])
 def test_signal_checkpoints_stops_and_resume_is_exact(tmp_path, monkeypatch, signum, requeue):
     requeues = []
     monkeypatch.setattr(cluster, "requeue_slurm_job", lambda *a, **k: requeues.append(1) or True)
@@ -228,3 +228,25 @@ def test_signal_checkpoints_stops_and_resume_is_exact(tmp_path, monkeypatch, sig
     assert m1.losses + m2.losses == ref.losses
     for p, q in zip(m2.parameters(), ref.parameters()):
         assert torch.equal(p, q)
+
+
+def test_second_sigint_aborts_at_once_without_saving(monkeypatch, tmp_path):
+    """Ctrl-C once: flag set, checkpoint at the step's end; Ctrl-C again before that: the process ends at once (130)."""
+    exits = []
+
+    def fake_exit(code):
+        exits.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(cluster.os, "_exit", fake_exit)
+    stopper = cluster.RequeueOnSignal(tmp_path / "last.ckpt")
+    assert signal.SIGINT in stopper.stop_signals
+    stopper._handler(signal.SIGINT, None)
+    assert stopper.flag == cluster._STOP and exits == []
+    with pytest.raises(SystemExit):
+        stopper._handler(signal.SIGINT, None)
+    assert exits == [128 + signal.SIGINT]
+    other = cluster.RequeueOnSignal(tmp_path / "last.ckpt")  # SIGTERM then SIGINT: still one save, no abort
+    other._handler(signal.SIGTERM, None)
+    other._handler(signal.SIGINT, None)
+    assert exits == [128 + signal.SIGINT] and other.signum == signal.SIGTERM

@@ -132,3 +132,28 @@ def test_directions_cli(net, tmp_path, capsys):
     assert (tmp_path / "again" / "dir003.png").exists()
     directions.main(["--network", path, "--layers", "coarse", "--indices", "0", "--outdir", str(tmp_path / "c")])
     assert list(np.load(tmp_path / "c" / "directions.npz")["layers"]) == [0, 1]
+
+
+def test_cli_runner_catches_user_errors_only(capsys):
+    """A user error (sgtrain.errors.UserError) is one line and exit 2; a bug (a plain ValueError/KeyError from
+    anywhere) keeps its traceback."""
+    import argparse
+
+    from sgtrain.errors import FileContentError, InputError
+    from sgtrain.latent._cli import run
+
+    parser = argparse.ArgumentParser(prog="sgtrain-x")
+
+    def raising(err):
+        def main(args):
+            raise err
+        return main
+
+    for err in (InputError("--psi 3: must be in [0, 1]"), FileContentError("'w.npz' has no array 'w'")):
+        with pytest.raises(SystemExit) as e:
+            run(raising(err), parser, [])
+        assert e.value.code == 2
+        assert capsys.readouterr().err == f"sgtrain-x: error: {err.args[0]}\n"
+    for bug in (ValueError("operands could not be broadcast"), KeyError("G_ema")):
+        with pytest.raises(type(bug)):
+            run(raising(bug), parser, [])

@@ -361,8 +361,14 @@ def test_cli_prints_metric_value_last(sets, G, tmp_path, capsys):
     assert main(["pr1k3", "--real", sets["A"], "--fake", sets["B"], "--num-gen", "250", "--json"] + common) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["results"]) == {"pr1k3_precision", "pr1k3_recall"}
-    assert main(["fid50k_full", "--real", sets["A"], "--fake", sets["B"]] + common) == 2  # B has only 250 images
-    assert "--num-gen" in capsys.readouterr().err
+    # two folders without a count: every image of each (as pytorch-fid / torch-fidelity), and the line says so
+    assert main(["fid50k_full", "--real", sets["A"], "--fake", sets["B"]] + common) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    n_a = len(fixture_images("A"))
+    assert f"250 fake images against {n_a} real images" in lines[-2], lines
+    assert lines[-1].split()[0] == "fid50k_full" and rel(float(lines[-1].split()[1]), NV["fid_AB"]) < 1e-6
+    assert main(["fid50k_full", "--real", sets["A"], "--fake", sets["B"], "--num-gen", "251"] + common) == 2
+    assert "--num-gen" in capsys.readouterr().err  # B has only 250 images
     assert main(["ppl2_wend", "--real", sets["A"], "--fake", sets["B"]] + common) == 2
     assert main(["fid50k_ful", "--real", sets["A"], "--fake", sets["B"]] + common) == 2
     assert "unknown metric" in capsys.readouterr().err

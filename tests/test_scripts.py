@@ -249,3 +249,26 @@ def test_equal_time_trains_side_by_side_and_scores_each(tmp_path):
     for r in summary["runs"]:
         assert r["kimg"] > 0 and r["swd_x1e3"] > 0 and Path(r["grid"]).is_file()
     assert "| sg2 |" in res.stdout and "| r3 |" in res.stdout
+
+
+@pytest.mark.slow
+def test_bench_threads_runs_tiny(tmp_path):
+    """Every policy trains beside a competing busy loop; the table names the threads each used and its s/kimg."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from _tiny_run import make_shards
+
+    shards = make_shards(tmp_path, n=16, res=16)
+    tiny = ["model=stylegan2_small", "model.resolution=16", "model.z_dim=16", "model.w_dim=16",
+            "model.channel_base=128", "model.channel_max=16", "model.mbstd_group_size=2", "train.batch=4",
+            "train.grid=[2,2]", "dataset.num_workers=1"]
+    res = _run(["scripts/bench_threads.py", "--data", str(shards), "--kimg", "0.012", "--tick", "0.004",
+                "--threads", "1", "--rounds", "1", "--competitors", "1", "--json", str(tmp_path / "r.json"), *tiny],
+               timeout=900)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    assert "load average before" in res.stdout and "load average after" in res.stdout
+    out = json.loads((tmp_path / "r.json").read_text())
+    assert set(out["median_sec_per_kimg"]) == {"policy", "torch", "threads=1"}
+    assert all(v > 0 for v in out["median_sec_per_kimg"].values())
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert out["runs"]["policy"][0]["threads"] == str(max(1, cores - 1))  # one core left to the loader worker
+    assert out["runs"]["threads=1"][0]["threads"] == "1"

@@ -255,3 +255,71 @@ def test_good_values_pass(shards16):
     validate_config(compose(["model=stylegan2_small", "model.resolution=16", f"dataset.path={shards16}",
                              "train.batch=4", "train.ema_kimg=0", "train.keep_ckpts=0", "loss.r1_gamma=0",
                              "trainer.devices=auto", "dataset.num_workers=0", f"train.resume_from={shards16}"]))
+
+
+_PRECHECK = """
+import json, sys
+from sgtrain.cli.train import main
+sys.argv = ["sgtrain-train", *json.loads(sys.argv[1])]
+code = 0
+try:
+    main()
+except SystemExit as e:
+    code = e.code
+print(json.dumps({"code": code, "heavy": sorted(m for m in ("torch", "lightning") if m in sys.modules)}))
+"""
+
+
+def _precheck(args: list[str], cwd: str) -> tuple[int, list[str], list[str]]:
+    """sgtrain-train's entry point in a fresh interpreter: (exit status, stderr lines, heavy modules imported)."""
+    import json
+
+    p = subprocess.run([sys.executable, "-c", _PRECHECK, json.dumps(args)], cwd=cwd, capture_output=True, text=True,
+                       timeout=120, env=dict(os.environ, HYDRA_FULL_ERROR="0"))
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    return res["code"], [line for line in p.stderr.splitlines() if line.strip()], res["heavy"]
+
+
+def test_config_mistakes_fail_in_one_line_before_torch_is_imported(tmp_path):
+    """The mistakes a newcomer makes first are found from the config alone, before torch and Lightning are imported
+    (the import alone takes seconds on a busy machine): one line, exit 2, naming the options or the pack command."""
+    (tmp_path / "photos" / "cats").mkdir(parents=True)
+    Image.fromarray(np.zeros([8, 8, 3], np.uint8)).save(tmp_path / "photos" / "cats" / "0.png")
+    (tmp_path / "empty").mkdir()
+    missing = str(tmp_path / "no" / "such")
+    cases = [
+        (["model=stylegan5", "dataset.path=x"],
+         ["model=stylegan5: no such option", "stylegan2_small", "stylegan_small", "did you mean model=stylegan?"]),
+        (["experiment=quickstrat", "dataset.path=x"], ["did you mean experiment=quickstart?"]),
+        (["+train.kimgg=1", "dataset.path=x"], ["unknown key train.kimgg", "did you mean train.kimg?"]),
+        (["train.kimgg=1", "dataset.path=x"], ["did you mean train.kimg?"]),
+        ([f"dataset.path={missing}"], ["does not exist", f"`sgtrain-data pack SRC {missing} --resolution R`"]),
+        ([f"dataset.path={tmp_path / 'photos'}"],
+         [f"`sgtrain-data pack {tmp_path / 'photos'} {tmp_path / 'photos-shards'} --resolution R`",
+          f"pass dataset.path={tmp_path / 'photos-shards'}"]),
+        ([f"dataset.path={tmp_path / 'empty'}"], ["has no dataset.json", "`sgtrain-data pack SRC "]),
+        (["model=stylegan2_small"], ["dataset.path is required"]),
+    ]
+    for args, wanted in cases:
+        code, lines, heavy = _precheck(args, str(tmp_path))
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("sgtrain-train: error: "), (args, lines)
+        assert all(w in lines[0] for w in wanted), (args, lines[0])
+        assert heavy == [], f"{args}: {heavy} imported before the error"
+    assert not os.path.exists(tmp_path / "runs")
+
+
+def test_precheck_leaves_moved_keys_and_good_commands_to_the_full_check(shards16, tmp_path):
+    """A key of an earlier version is not a typo of a near key: the full check names where it moved. A good command
+    passes the pre-check (Hydra's app then runs)."""
+    from sgtrain.training.config import precheck_overrides
+
+    code, lines, _ = _precheck(["+train.gamma=1", f"dataset.path={shards16}"], str(tmp_path))
+    assert code == 2 and "moved to loss.r1_gamma" in lines[-1], lines
+    assert precheck_overrides(["model=stylegan2_small", f"dataset.path={shards16}", "+train.kimg=2"]) is None
+    assert precheck_overrides(["--cfg", "job", "dataset.path=/no/such/dir"]) is None  # print only
+
+
+def test_quickstart_does_not_print_the_config():
+    """About 100 lines of resolved config opened every quickstart run; the file in the run directory has them."""
+    assert compose(["experiment=quickstart", "dataset.path=x"]).run.print_config is False
+    assert compose(["dataset.path=x"]).run.print_config is True

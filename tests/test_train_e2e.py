@@ -238,3 +238,40 @@ def test_sigterm_to_the_whole_job_saves_with_loader_workers(shards, tmp_path):
     assert "checkpoint saved" in out and "killed by signal" not in out, out[-3000:]
     meta = json.load(open(last))
     assert not meta["done"] and meta["cur_nimg"] >= before
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_tick_saves_and_rerun_resumes_there(shards, tmp_path):
+    """Ctrl-C (SIGINT to the whole foreground group: the training process and its loader worker) in the middle of a
+    tick saves the step it reached and exits 130, without Lightning's "graceful shutdown" that saved nothing; the
+    rerun resumes from there, not from the tick's checkpoint before it."""
+    run_dir = str(tmp_path / "ctrl-c")
+    tick = 16  # images per tick: 4 steps of 4; the tick's own checkpoint is written at its end only
+    args = TINY + [f"dataset.path={shards}", f"run.dir={run_dir}", "logger=none", "train.kimg=0.08",
+                   f"train.tick_kimg={tick / 1000}", f"train.ckpt_kimg={tick / 1000}", "train.snap_kimg=1",
+                   "train.swd=false", "dataset.num_workers=1"]
+    env = dict(os.environ)
+    p = _cli(args + slow_steps_args(env, 0.3), env=env, start_new_session=True)
+    t0 = time.time()
+    while len(_metrics(run_dir) if os.path.exists(os.path.join(run_dir, "metrics.jsonl")) else []) < 2:
+        assert p.poll() is None, p.stdout.read()[-3000:]
+        assert time.time() - t0 < 600
+        time.sleep(0.05)
+    at_tick = _metrics(run_dir)[-1]["nimg"]  # a tick just ended; the next steps are mid-tick (0.3 s each at least)
+    time.sleep(0.45)
+    os.killpg(p.pid, signal.SIGINT)
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 128 + signal.SIGINT, out[-3000:]
+    assert "checkpoint saved" in out and "KeyboardInterrupt" not in out and "exited unexpectedly" not in out, out
+    saved = torch.load(os.path.join(run_dir, "checkpoints", "last.ckpt"), map_location="cpu",
+                       weights_only=False)["sgtrain"]["cur_nimg"]
+    assert at_tick < saved < at_tick + tick, (at_tick, saved)  # mid-tick: the step Ctrl-C reached, not the tick's
+    assert not json.load(open(os.path.join(run_dir, "checkpoints", "last.json")))["done"]
+    p = _cli(args)
+    out, _ = p.communicate(timeout=900)
+    assert p.returncode == 0, out[-3000:]
+    assert "resuming from" in out
+    nimg = [r["nimg"] for r in _metrics(run_dir)]
+    assert nimg == sorted(set(nimg)) and nimg[-1] == 80, nimg
+    resumed = [n for n in nimg if n > at_tick]
+    assert resumed[0] - saved <= tick, (saved, nimg)  # at most one tick on from the Ctrl-C point

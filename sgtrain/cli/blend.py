@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sgtrain.errors import InputError
 from sgtrain.latent import (
     blend_ws,
     load_generator,
@@ -35,7 +36,7 @@ blend) and blend_w.npz.
 
 def _main(args) -> None:
     if (args.layers is None) == (not args.mean):
-        raise ValueError("give either --layers 'RANGE:SOURCE,...' or --mean")
+        raise InputError("give either --layers 'RANGE:SOURCE,...' or --mean")
     G = load_generator(args.network, args.device)
     sources = load_sources(G, args.w, args.trunc, args.trunc_cutoff, args.class_idx)
     if args.mean:

@@ -23,11 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("output", metavar="OUT", help="output stem (writes OUT.safetensors and OUT.json)")
     args = ap.parse_args(argv)
 
-    from sgtrain.io import NetworkFileError, UnsafePickleError, UnsupportedNetworkError, load_network, save_network
+    from sgtrain.errors import UserError
+    from sgtrain.io import load_network, save_network
 
     try:
         nets = load_network(args.input)
-    except (FileNotFoundError, NetworkFileError, UnsafePickleError, UnsupportedNetworkError) as e:
+    except UserError as e:
         print(f"sgtrain-convert: error: {e}", file=sys.stderr)
         return 2
     info = dict(nets.get("training_info") or {})

@@ -16,6 +16,8 @@ import argparse
 import os
 import sys
 
+from sgtrain.errors import UserError
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sgtrain-data", description="Pack images into webdataset shards; inspect them.")
@@ -66,8 +68,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from sgtrain.data.pack import PackError
-
     try:
         if args.cmd == "pack":
             from sgtrain.data.pack import pack
@@ -109,10 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             print("verify      " + ("ok" if not problems else f"{len(problems)} problem(s)"))
             return 1 if problems else 0
         return 0
-    except (PackError, FileNotFoundError) as e:
-        print(f"sgtrain-data: error: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:
+    except UserError as e:
         print(f"sgtrain-data: error: {e}", file=sys.stderr)
         return 2
 

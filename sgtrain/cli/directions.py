@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sgtrain.errors import InputError
 from sgtrain.latent import (
     direction_sweep,
     load_directions,
@@ -114,13 +115,13 @@ def _sefa_args(p: argparse.ArgumentParser) -> None:
 def _sefa(args) -> None:
     G = load_generator(args.network, args.device)
     if "w" not in latent_spaces(G):
-        raise ValueError(f"this network has no W space ({family_name(G)}): SeFa factorizes the style affine layers "
+        raise InputError(f"this network has no W space ({family_name(G)}): SeFa factorizes the style affine layers "
                          "of a style-based generator (StyleGAN, StyleGAN2, StyleGAN3); for a z direction use "
                          "sgtrain-directions fit --space z")
     if args.directions:
         result = load_directions(args.directions)
         if result["directions"].shape[1] != G.w_dim:
-            raise ValueError(f"'{args.directions}' holds directions of w_dim {result['directions'].shape[1]}, "
+            raise InputError(f"'{args.directions}' holds directions of w_dim {result['directions'].shape[1]}, "
                              f"the network has w_dim {G.w_dim}")
     else:
         layers = None if args.layers == "all" else style_layers(args.layers, G.num_ws, G.img_resolution)
@@ -135,7 +136,7 @@ def _sefa(args) -> None:
     indices = parse_range(args.indices)
     bad = [i for i in indices if not 0 <= i < result["directions"].shape[0]]
     if bad:
-        raise ValueError(f"--indices {bad} out of range 0-{result['directions'].shape[0] - 1}")
+        raise InputError(f"--indices {bad} out of range 0-{result['directions'].shape[0] - 1}")
     lo, hi = _two_floats(args.strengths, "--strengths")
     n = max(2, args.num_strengths)
     strengths = [lo + (hi - lo) * k / (n - 1) for k in range(n)]
@@ -149,7 +150,7 @@ def _sefa(args) -> None:
 def _two_floats(text: str, what: str) -> tuple[float, float]:
     parts = [p for p in text.split(",") if p.strip()]
     if len(parts) != 2:
-        raise ValueError(f"{what} '{text}': give first,last, e.g. {what}=-3,3")
+        raise InputError(f"{what} '{text}': give first,last, e.g. {what}=-3,3")
     return float(parts[0]), float(parts[1])
 
 
@@ -190,7 +191,7 @@ def _fit(args) -> None:
     G = load_generator(args.network, args.device)
     spaces = latent_spaces(G)
     if args.space not in spaces:
-        raise ValueError(f"this network has no {args.space} space ({family_name(G)} takes z only): use --space z")
+        raise InputError(f"this network has no {args.space} space ({family_name(G)} takes z only): use --space z")
     if args.trunc != 1:
         require_w(G, "the truncation trick (--trunc != 1)")
     ratio = args.ratio if args.ratio is not None else (0.02 if args.method == "svm" else 0.5)
@@ -225,7 +226,7 @@ def _fit(args) -> None:
         source = f"{len(seeds)} seeds, scores from the images"
     else:
         if args.space == "z":
-            raise ValueError("z does not depend on the class (c enters the mapping network): use --space w or w+")
+            raise InputError("z does not depend on the class (c enters the mapping network): use --space w or w+")
         classes = seed_classes(seeds, G.c_dim)
         latents = seed_latents(G, seeds, args.space, args.trunc, args.trunc_cutoff, classes=classes,
                                batch_size=args.batch_size)
@@ -236,7 +237,7 @@ def _fit(args) -> None:
     wanted = args.attribute or [a for a in scores if a not in args.condition]
     missing = [a for a in wanted + [c for c in args.condition if not c.endswith(".npz")] if a not in scores]
     if missing:
-        raise ValueError(f"no scores for {missing}; the scores have {sorted(scores)}")
+        raise InputError(f"no scores for {missing}; the scores have {sorted(scores)}")
     print(f"fitting {args.method} (ratio {ratio:g}) in {args.space} on {source}")
     fitted: dict[str, dict] = {}
 
@@ -253,7 +254,7 @@ def _fit(args) -> None:
             rec = load_direction(cond)
             check_direction(G, rec)
             if rec["space"] != args.space:
-                raise ValueError(f"--condition {cond} is a {rec['space']} direction; this fit is in {args.space}")
+                raise InputError(f"--condition {cond} is a {rec['space']} direction; this fit is in {args.space}")
             conditions.append(rec)
         else:
             conditions.append(fit(cond))
@@ -327,7 +328,7 @@ def _apply(args) -> None:
     rec, kw = _edit_inputs(args, G)
     strengths = [float(s) for s in args.strengths.split(",") if s.strip()]
     if not strengths:
-        raise ValueError("--strengths names no values; write e.g. --strengths=-3,0,3")
+        raise InputError("--strengths names no values; write e.g. --strengths=-3,0,3")
     out = render_direction(G, rec, strengths, **kw)
     os.makedirs(args.outdir, exist_ok=True)
     save_image(out["grid"], os.path.join(args.outdir, "grid.png"))

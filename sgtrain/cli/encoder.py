@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import torch
 
+from sgtrain.errors import InputError
 from sgtrain.latent import load_generator, load_target, psnr, save_image, save_ws, synthesize, to_uint8
 from sgtrain.latent._cli import run
 from sgtrain.latent.encoder import encode_images, load_encoder, train_encoder
@@ -53,10 +54,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 def _train(args) -> None:
     G = load_generator(args.network, args.device)
     if not all(hasattr(G, a) for a in ("mapping", "synthesis", "num_ws")):
-        raise ValueError("an encoder predicts ws: this network has no W space (it takes z only)")
+        raise InputError("an encoder predicts ws: this network has no W space (it takes z only)")
     for name in ("steps", "batch", "save_every"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
     train_encoder(G, args.out, steps=args.steps, batch=args.batch, lr=args.lr, image_weight=args.image_weight,
                   mixing_prob=args.mixing_prob, truncation_psi=args.trunc, seed=args.seed,
                   save_every=args.save_every, encoder_kwargs=dict(channel_base=args.channel_base,

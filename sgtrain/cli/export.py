@@ -44,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 8)))
-    from sgtrain.io import NetworkFileError, UnsafePickleError, UnsupportedNetworkError, load_network
+    from sgtrain.errors import UserError
+    from sgtrain.io import load_network
     from sgtrain.io.export import FORMATS, ExportError, export_generator
 
     try:
@@ -61,8 +62,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 raise ExportError(f"{args.network} has no {args.which}")
             export_generator(G, args.format, args.out, truncation_psi=args.trunc,
                              truncation_cutoff=args.trunc_cutoff, noise_mode=args.noise_mode)
-    except (ExportError, ValueError, FileNotFoundError, NetworkFileError, UnsafePickleError,
-            UnsupportedNetworkError, OSError) as e:
+    except (UserError, OSError) as e:  # OSError: the output cannot be written (a full disk, no permission)
         print(f"sgtrain-export: error: {e}", file=sys.stderr)
         sys.exit(2)
     print(f"wrote {args.out}")

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sgtrain.errors import InputError
 from sgtrain.latent import (
     generate_images,
     load_generator,
@@ -33,7 +34,7 @@ time; a larger batch may round an occasional pixel the other way).
 
 def _main(args) -> None:
     if (args.seeds is None) == (args.projected_w is None):
-        raise ValueError("give either --seeds or --projected-w")
+        raise InputError("give either --seeds or --projected-w")
     G = load_generator(args.network, args.device)
     grid = parse_grid(args.grid)
     translate = parse_vec2(args.translate)
@@ -45,7 +46,7 @@ def _main(args) -> None:
         seeds = parse_range(args.seeds)
         names = [f"seed{s:04d}.png" for s in seeds]
     if grid is not None and len(names) > grid[0] * grid[1]:
-        raise ValueError(f"{len(names)} images do not fit --grid {args.grid}; choose a larger grid or fewer seeds")
+        raise InputError(f"{len(names)} images do not fit --grid {args.grid}; choose a larger grid or fewer seeds")
     os.makedirs(args.outdir, exist_ok=True)
     kept = []
     with render_controls(G, translate=translate, rotate=args.rotate):

@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import sys
 import time
+
+from sgtrain.errors import UserError
 
 _DESCRIPTION = """\
 Image-quality metrics under NVlabs' names, computed the way NVlabs' stylegan3 code computes them.
@@ -62,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fake", help="second image set, in place of a generator")
     parser.add_argument("--detector", help="feature network file (Inception for FID, KID, IS; VGG16 for PR, PPL)")
     parser.add_argument("--num-gen", type=int, default=None,
-                        help="generated images (PPL: paths) instead of the count in the metric name")
+                        help="generated images (PPL: paths) instead of the count in the metric name; with --real/--fake"
+                             " the fake images used (default: every image of --fake)")
     parser.add_argument("--num", type=int, default=2048, help="swd only: images per set (default 2048)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of latents, labels, noise and subsets (default 0)")
@@ -96,7 +98,7 @@ def _swd(args: argparse.Namespace) -> int:
         start = time.time()
         result = swd_generator_vs_shards(G, args.data, num=args.num, batch_size=args.batch or 32, seed=args.seed,
                                          device=device, num_workers=args.workers or 0, truncation_psi=args.psi)
-    except (FileNotFoundError, ValueError, pickle.UnpicklingError) as err:
+    except UserError as err:
         print(f"sgtrain-metrics swd: {err}", file=sys.stderr)
         return 2
     seconds = time.time() - start
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     prog = f"sgtrain-metrics {args.metric}"
     try:
         spec = parse_metric(args.metric)
-    except ValueError as err:
+    except UserError as err:
         print(f"sgtrain-metrics: {err}", file=sys.stderr)
         return 2
     two_sets = args.real is not None or args.fake is not None
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             G_kwargs = {} if args.psi == 1.0 else dict(truncation_psi=args.psi)
             out = compute_metric(args.metric, G, data=args.data, G_kwargs=G_kwargs, **common)
             what = f"{args.network}" + (f" against {args.data}" if args.data else "")
-    except (FileNotFoundError, ValueError, pickle.UnpicklingError) as err:
+    except UserError as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2
     if joined:
@@ -202,8 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({**out, "network": args.network, "data": args.data, "real": args.real, "fake": args.fake,
                           "sec": round(out["sec"], 3)}))
         return 0
-    print(f"{args.metric} of {what}: {out['num_gen']} {'paths' if spec.kind == 'ppl' else 'images'}, seed "
-          f"{args.seed}, {out['num_gpus']} process(es), {out['sec']:.1f} s")
+    if two_sets:
+        counted = f"{out['num_gen']} fake images" + (f" against {out['num_real']} real images" if out["num_real"]
+                                                      else "")
+    else:
+        counted = f"{out['num_gen']} {'paths' if spec.kind == 'ppl' else 'images'}"
+    print(f"{args.metric} of {what}: {counted}, seed {args.seed}, {out['num_gpus']} process(es), {out['sec']:.1f} s")
     for key, value in out["results"].items():
         print(f"{key} {value:.8g}")
     return 0

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from sgtrain.errors import InputError
 from sgtrain.latent import (
     VideoWriter,
     load_generator,
@@ -46,12 +47,12 @@ def _main(args) -> None:
     init_ws = None
     if args.init == "encoder":
         if not args.encoder:
-            raise ValueError("--init encoder needs --encoder PATH (train one with sgtrain-encoder train)")
+            raise InputError("--init encoder needs --encoder PATH (train one with sgtrain-encoder train)")
         from sgtrain.latent.encoder import encode_images, load_encoder
 
         init_ws = encode_images(load_encoder(args.encoder, device, G), targets)
     elif args.encoder:
-        raise ValueError("--encoder is only used with --init encoder")
+        raise InputError("--encoder is only used with --init encoder")
     steps = args.steps
     every = max(1, steps // args.video_frames) if args.save_video else 0
     ws, proj, scores, frames = [], [], [], []

@@ -2,9 +2,9 @@
 
 Examples::
 
-    sgtrain-train model=stylegan2_small dataset.path=data/emoji run.dir=runs/emoji train.kimg=10
+    sgtrain-train model=stylegan2_small dataset.path=data/smileys run.dir=runs/smileys train.kimg=10
     sgtrain-train experiment=paper256 dataset.path=/data/ffhq256 trainer=ddp run.dir=runs/ffhq256
-    sgtrain-train --cfg job dataset.path=data/emoji          # print the composed config and exit
+    sgtrain-train --cfg job dataset.path=data/smileys          # print the composed config and exit
 
 Rerunning a command with the same run.dir resumes from run.dir/checkpoints/last.ckpt.
 """

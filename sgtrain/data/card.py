@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from sgtrain.errors import InputError, MissingFileError
+
 CARD_NAME = "dataset.json"
 CARD_FORMAT = "sgtrain-shards"
 CARD_VERSION = 1
@@ -97,7 +99,7 @@ class DatasetCard:
                 holds labels: pack that dataset with ``sgtrain-data pack`` first).
         """
         if d.get("format") != CARD_FORMAT:
-            raise ValueError(
+            raise InputError(
                 "this dataset.json is not an sgtrain dataset card (no 'format': 'sgtrain-shards'); "
                 "if it is an NVlabs dataset, pack it first with `sgtrain-data pack SRC OUT --resolution R`"
             )
@@ -133,7 +135,7 @@ class DatasetCard:
             ValueError: the dataset has no class labels.
         """
         if self.label_type != "class" or not self.class_counts:
-            raise ValueError(f"dataset '{self.name}' has no class labels (label_type={self.label_type!r})")
+            raise InputError(f"dataset '{self.name}' has no class labels (label_type={self.label_type!r})")
         counts = np.asarray(self.class_counts, dtype=np.float64)
         return counts / counts.sum()
 
@@ -224,7 +226,7 @@ def load_card(path: str | os.PathLike) -> DatasetCard:
     if os.path.isdir(path):
         path = os.path.join(path, CARD_NAME)
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no dataset card at {path}; pack the images first with `sgtrain-data pack SRC OUT --resolution R`"
         )
     with open(path) as f:
@@ -238,7 +240,7 @@ LABELS_NAME = "labels.npy"
 def _load_labels(path: str, mtime_ns: int, size: int) -> torch.Tensor:
     labels = np.load(path)
     if labels.ndim != 2 or labels.shape[0] == 0:
-        raise ValueError(f"{path} must hold a float array [count, c_dim] with count > 0, got shape {labels.shape}")
+        raise InputError(f"{path} must hold a float array [count, c_dim] with count > 0, got shape {labels.shape}")
     return torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float32))
 
 
@@ -256,7 +258,7 @@ def load_vector_labels(card_dir: str | os.PathLike) -> torch.Tensor:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no {LABELS_NAME} in {os.fspath(card_dir)}: vector-labelled datasets keep their labels there "
             "(written by `sgtrain-data pack`); repack the dataset, or train unconditionally with dataset.cond=false"
         ) from None

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sgtrain.errors import UserError
+from sgtrain.errors import MissingFileError, UserError
 
 from .card import CARD_NAME, LABELS_NAME, DatasetCard, load_card, load_vector_labels, local_dir_of
 from .decode import decode_image
@@ -114,7 +114,7 @@ def resolve_shards(path: str | os.PathLike | Sequence[str], card: Any = None) ->
 
         urls = expand_urls(path)
     if not urls:
-        raise FileNotFoundError(f"no shards in {path!r}")
+        raise MissingFileError(f"no shards in {path!r}")
     if card is None:
         first = urls[0]
         if not first.startswith("pipe:"):
@@ -130,7 +130,7 @@ def _read_card_url(url: str) -> DatasetCard:
     if os.path.exists(url):
         return load_card(url)
     if "://" not in url and not url.startswith("pipe:"):
-        raise FileNotFoundError(f"no dataset card at {url}")
+        raise MissingFileError(f"no dataset card at {url}")
     from webdataset import gopen
 
     with gopen(url) as f:
@@ -467,17 +467,18 @@ class ShardStream(torch.utils.data.IterableDataset):
 
 
 #: Signals the training process handles (checkpoint and stop, checkpoint and requeue: sgtrain.training.cluster).
-STOP_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2")
 
 
 def ignore_stop_signals(worker_id: int = 0) -> None:
-    """``worker_init_fn`` of the loader workers: ignore SIGTERM, SIGUSR1 and SIGUSR2.
+    """``worker_init_fn`` of the loader workers: ignore SIGTERM, SIGINT, SIGUSR1 and SIGUSR2.
 
     SLURM (time limit, ``scancel``, ``--signal`` without ``B:``), ``timeout`` and ``kill -TERM -<pgid>`` signal every
     process of the job, the loader workers too. A worker ended by the signal makes the training process fail at its
     next batch ("DataLoader worker ... is killed by signal: Terminated") before it can save; ignoring the signals
     leaves the decision to the training process, which checkpoints at the next step and then stops the workers.
-    Workers still end with their parent (torch's watchdog) and on SIGKILL.
+    Workers still end with their parent (torch's watchdog) and on SIGKILL. Ctrl-C signals the terminal's whole
+    foreground process group, the workers too.
     """
     import signal
 

@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from sgtrain.errors import UserError
 from sgtrain.io.atomic import atomic_write
 
 __all__ = ["FORMATS", "ExportError", "GeneratorGraph", "check_exportable", "export_generator",
@@ -47,7 +48,7 @@ FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 20
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """A generator, option or format that cannot be exported; the message names the reason (one line)."""
 
 

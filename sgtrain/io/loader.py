@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from sgtrain.errors import UserError
+from sgtrain.errors import MissingFileError, UserError
 from sgtrain.io.errors import NetworkFileError, UnsafePickleError
 from sgtrain.io.nvlabs import convert_nvlabs_snapshot, jsonable
 from sgtrain.io.portable import load_portable, modules_from_header, portable_paths
@@ -65,7 +65,7 @@ def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     if p.is_dir():
         p = find_run_network(p)
     elif not p.exists() and not portable_paths(p)[0].exists():
-        raise FileNotFoundError(f"network '{p}' not found: pass a run directory, a .ckpt, a portable network file "
+        raise MissingFileError(f"network '{p}' not found: pass a run directory, a .ckpt, a portable network file "
                                 "(.safetensors + .json), an NVlabs .pkl or a rosinality .pt")
     try:
         result = load_portable(p) if p.suffix in (".safetensors", ".json") or not p.exists() else _load_file(p)

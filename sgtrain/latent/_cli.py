@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from sgtrain.errors import InputError, UserError
+
 
 def base_parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
     """An ArgumentParser with --network, --device and --batch-size."""
@@ -46,7 +48,7 @@ def parse_vec2(text: str | None) -> tuple[float, float] | None:
             return float(parts[0]), float(parts[1])
     except ValueError:
         pass
-    raise ValueError(f"cannot parse '{text}': write two numbers X,Y such as '0.1,-0.25'")
+    raise InputError(f"cannot parse '{text}': write two numbers X,Y such as '0.1,-0.25'")
 
 
 def add_transform_args(p: argparse.ArgumentParser) -> None:
@@ -59,14 +61,12 @@ def add_transform_args(p: argparse.ArgumentParser) -> None:
 
 def run(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
         argv: Sequence[str] | None) -> None:
-    """Parse ``argv`` and call ``main``; user errors (bad values, missing files) exit with the message, no trace."""
+    """Parse ``argv`` and call ``main``; user errors (:class:`sgtrain.errors.UserError`: bad values, missing files)
+    exit 2 with their one-line message and no trace. Any other exception is a bug and shows its traceback."""
     args = parser.parse_args(argv)
     torch.backends.cudnn.benchmark = True
-    from sgtrain.io import NetworkFileError, UnsafePickleError, UnsupportedNetworkError
-
     try:
         main(args)
-    except (ValueError, FileNotFoundError, KeyError, NetworkFileError, UnsafePickleError, UnsupportedNetworkError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"{parser.prog}: error: {msg}", file=sys.stderr)
+    except UserError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
         sys.exit(2)

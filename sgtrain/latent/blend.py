@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
+from sgtrain.errors import InputError
 from sgtrain.latent.common import load_ws, seeds_to_ws
 from sgtrain.latent.mixing import STYLE_PRESETS, style_layers
 from sgtrain.latent.studio import require_w
@@ -56,7 +57,7 @@ def load_sources(
         elif os.path.splitext(item)[1].lower() in (".npz", ".npy") or os.path.exists(item):
             out[name] = load_ws(item, G.num_ws, G.w_dim).to(device)
         else:
-            raise ValueError(f"source '{item}' is neither a seed nor a .npz/.npy latent file")
+            raise InputError(f"source '{item}' is neither a seed nor a .npz/.npy latent file")
     return out
 
 
@@ -78,26 +79,26 @@ def parse_layer_spec(spec: str, names: Sequence[str], num_ws: int, img_resolutio
         part = part.strip()
         m = re.fullmatch(rf"(?:({presets})|(\d+|end)\s*(?:-\s*(\d+|end))?)\s*:\s*(\w+)", part)
         if not m:
-            raise ValueError(f"cannot parse '{part}' in --layers '{spec}': write ranges like '0-6:a,7-end:b' or "
+            raise InputError(f"cannot parse '{part}' in --layers '{spec}': write ranges like '0-6:a,7-end:b' or "
                              "presets like 'coarse:a,middle:b,fine:c'")
         name = m.group(4)
         if name not in names:
-            raise ValueError(f"--layers names source '{name}' but the sources are {', '.join(names)}")
+            raise InputError(f"--layers names source '{name}' but the sources are {', '.join(names)}")
         if m.group(1):
             layers = style_layers(m.group(1), num_ws, img_resolution)
         else:
             lo = num_ws - 1 if m.group(2) == "end" else int(m.group(2))
             hi = lo if m.group(3) is None else (num_ws - 1 if m.group(3) == "end" else int(m.group(3)))
             if lo > hi or hi >= num_ws:
-                raise ValueError(f"layers {lo}-{hi} are not a range within 0-{num_ws - 1} (num_ws={num_ws})")
+                raise InputError(f"layers {lo}-{hi} are not a range within 0-{num_ws - 1} (num_ws={num_ws})")
             layers = list(range(lo, hi + 1))
         for i in layers:
             if owner[i] is not None:
-                raise ValueError(f"layer {i} is given twice in --layers '{spec}'")
+                raise InputError(f"layer {i} is given twice in --layers '{spec}'")
             owner[i] = name
     missing = [i for i, o in enumerate(owner) if o is None]
     if missing:
-        raise ValueError(f"--layers '{spec}' leaves layers {missing} without a source; cover 0-{num_ws - 1}")
+        raise InputError(f"--layers '{spec}' leaves layers {missing} without a source; cover 0-{num_ws - 1}")
     return owner  # type: ignore[return-value]
 
 
@@ -105,7 +106,7 @@ def _broadcast(sources: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     n = max(v.shape[0] for v in sources.values())
     for k, v in sources.items():
         if v.shape[0] not in (1, n):
-            raise ValueError(f"source {k} holds {v.shape[0]} latents and another holds {n}; give 1 or {n} each")
+            raise InputError(f"source {k} holds {v.shape[0]} latents and another holds {n}; give 1 or {n} each")
     return {k: v.expand(n, *v.shape[1:]) for k, v in sources.items()}
 
 
@@ -133,6 +134,6 @@ def mean_ws(sources: dict[str, torch.Tensor], weights: Sequence[float] | None = 
     stack = torch.stack(list(sources.values()))
     wt = torch.ones(len(sources)) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
     if wt.numel() != len(sources):
-        raise ValueError(f"{wt.numel()} weights for {len(sources)} sources")
+        raise InputError(f"{wt.numel()} weights for {len(sources)} sources")
     wt = (wt / wt.sum()).to(stack)
     return (stack * wt.view(-1, 1, 1, 1)).sum(0)

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from sgtrain.errors import FileContentError, InputError, MissingFileError
+
 __all__ = [
     "family_name",
     "parse_range",
@@ -56,14 +58,14 @@ def parse_range(spec: str | Sequence[int]) -> list[int]:
         if m:
             lo, hi = int(m.group(1)), int(m.group(2))
             if lo > hi:
-                raise ValueError(f"range '{part}' runs backwards; write it as '{hi}-{lo}'")
+                raise InputError(f"range '{part}' runs backwards; write it as '{hi}-{lo}'")
             out.extend(range(lo, hi + 1))
         elif re.fullmatch(r"-?\d+", part):
             out.append(int(part))
         else:
-            raise ValueError(f"cannot parse '{part}' in '{spec}': expected integers or ranges like '0-99,120'")
+            raise InputError(f"cannot parse '{part}' in '{spec}': expected integers or ranges like '0-99,120'")
     if not out:
-        raise ValueError(f"'{spec}' names no integers; write e.g. '0-7' or '1,5,9'")
+        raise InputError(f"'{spec}' names no integers; write e.g. '0-7' or '1,5,9'")
     return out
 
 
@@ -77,7 +79,7 @@ def parse_grid(spec: str | None) -> tuple[int, int] | None:
         return None
     m = re.fullmatch(r"\s*(\d+)\s*[xX*]\s*(\d+)\s*", spec)
     if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
-        raise ValueError(f"cannot parse grid '{spec}': write rows x columns, e.g. '4x8'")
+        raise InputError(f"cannot parse grid '{spec}': write rows x columns, e.g. '4x8'")
     return int(m.group(1)), int(m.group(2))
 
 
@@ -91,7 +93,7 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device} asked for CUDA but torch sees no GPU; use --device cpu")
+        raise InputError(f"--device {device} asked for CUDA but torch sees no GPU; use --device cpu")
     return dev
 
 
@@ -137,12 +139,12 @@ def make_labels(G: torch.nn.Module, n: int, class_idx: int | None, device: torch
     c = torch.zeros([n, G.c_dim], device=device)
     if G.c_dim == 0:
         if class_idx is not None:
-            raise ValueError("this network is unconditional (c_dim=0): drop --class")
+            raise InputError("this network is unconditional (c_dim=0): drop --class")
         return c
     if class_idx is None:
-        raise ValueError(f"this network is conditional (c_dim={G.c_dim}): pass --class K with 0 <= K < {G.c_dim}")
+        raise InputError(f"this network is conditional (c_dim={G.c_dim}): pass --class K with 0 <= K < {G.c_dim}")
     if not 0 <= class_idx < G.c_dim:
-        raise ValueError(f"--class {class_idx} is out of range: this network has classes 0..{G.c_dim - 1}")
+        raise InputError(f"--class {class_idx} is out of range: this network has classes 0..{G.c_dim - 1}")
     c[:, class_idx] = 1
     return c
 
@@ -194,9 +196,9 @@ def synthesize(
         ValueError: ``ws`` is not [N, num_ws, w_dim] for this network, or an unknown noise_mode.
     """
     if noise_mode not in ("const", "random", "none"):
-        raise ValueError(f"noise_mode '{noise_mode}' unknown: use const, random or none")
+        raise InputError(f"noise_mode '{noise_mode}' unknown: use const, random or none")
     if ws.ndim != 3 or ws.shape[1] != G.num_ws or ws.shape[2] != G.w_dim:
-        raise ValueError(f"ws has shape {list(ws.shape)}; this network takes [N, num_ws={G.num_ws}, w_dim={G.w_dim}]")
+        raise InputError(f"ws has shape {list(ws.shape)}; this network takes [N, num_ws={G.num_ws}, w_dim={G.w_dim}]")
     device = next(G.parameters()).device
     with torch.set_grad_enabled(grad):
         out = [G.synthesis(ws[i:i + batch_size].to(device), noise_mode=noise_mode)
@@ -218,7 +220,7 @@ def make_grid(images: np.ndarray | torch.Tensor, rows: int, cols: int) -> np.nda
     images = np.asarray(images)
     n, h, w, c = images.shape
     if n > rows * cols:
-        raise ValueError(f"{n} images do not fit a {rows}x{cols} grid; choose a larger --grid")
+        raise InputError(f"{n} images do not fit a {rows}x{cols} grid; choose a larger --grid")
     grid = np.zeros([rows * cols, h, w, c], dtype=images.dtype)
     grid[:n] = images
     return grid.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
@@ -248,11 +250,11 @@ def load_ws(path: str | os.PathLike, num_ws: int | None = None, w_dim: int | Non
         FileNotFoundError, KeyError (no ``'w'`` in the npz), ValueError (shape does not fit the network).
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"latent file '{path}' not found")
+        raise MissingFileError(f"latent file '{path}' not found")
     data = np.load(path)
     if isinstance(data, np.lib.npyio.NpzFile):
         if "w" not in data:
-            raise KeyError(f"'{path}' has no array 'w' (it has {sorted(data.keys())}); write ws with save_ws")
+            raise FileContentError(f"'{path}' has no array 'w' (it has {sorted(data.keys())}); write ws with save_ws")
         data = data["w"]
     w = torch.from_numpy(np.asarray(data, dtype=np.float32))
     if w.ndim == 1:
@@ -260,12 +262,12 @@ def load_ws(path: str | os.PathLike, num_ws: int | None = None, w_dim: int | Non
     elif w.ndim == 2:
         w = w[None]
     if w.ndim != 3:
-        raise ValueError(f"'{path}' holds an array of shape {list(w.shape)}; expected [N, num_ws, w_dim]")
+        raise InputError(f"'{path}' holds an array of shape {list(w.shape)}; expected [N, num_ws, w_dim]")
     if w_dim is not None and w.shape[2] != w_dim:
-        raise ValueError(f"'{path}' has w_dim {w.shape[2]} but the network has w_dim {w_dim}: wrong network?")
+        raise InputError(f"'{path}' has w_dim {w.shape[2]} but the network has w_dim {w_dim}: wrong network?")
     if num_ws is not None and w.shape[1] != num_ws:
         if w.shape[1] != 1:
-            raise ValueError(f"'{path}' has {w.shape[1]} ws per image but the network takes num_ws={num_ws}")
+            raise InputError(f"'{path}' has {w.shape[1]} ws per image but the network takes num_ws={num_ws}")
         w = w.repeat(1, num_ws, 1)
     return w
 
@@ -293,5 +295,5 @@ def require_w(G: torch.nn.Module, what: str) -> None:
     from sgtrain.models.family import registered
 
     with_w = ", ".join(f.display_name for f in registered().values() if f.w_space)
-    raise ValueError(f"this network has no W space ({family_name(G)}): {what} needs a style-based generator "
+    raise InputError(f"this network has no W space ({family_name(G)}): {what} needs a style-based generator "
                      f"({with_w})")

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from sgtrain.errors import FileContentError, InputError, MissingFileError
 from sgtrain.latent.common import load_ws, make_grid, seeds_to_ws, seeds_to_z, synthesize, to_uint8
 
 __all__ = [
@@ -74,7 +75,7 @@ def affine_layers(G: torch.nn.Module) -> list[tuple[int, str, torch.Tensor]]:
     layers = found if len(found) == len(generic) else generic
     layers = [item for item in layers if item[1] != "input.affine"]  # StyleGAN3: the input transform, not a style
     if not layers:
-        raise ValueError("found no modulation affine layers (modules named '*affine') in G.synthesis")
+        raise InputError("found no modulation affine layers (modules named '*affine') in G.synthesis")
     return sorted(layers, key=lambda x: (x[0], x[1]))
 
 
@@ -99,7 +100,7 @@ def sefa(G: torch.nn.Module, layers: Sequence[int] | None = None) -> dict:
     chosen = [i for i in (styled if layers is None else sorted(set(layers))) if i in styled]
     weights = [w for idx, _, w in all_layers if idx in chosen]
     if not weights:
-        raise ValueError(f"no modulation layers feed ws {sorted(set(layers or []))}; this network's styles take ws "
+        raise InputError(f"no modulation layers feed ws {sorted(set(layers or []))}; this network's styles take ws "
                          f"{styled}")
     A = torch.cat(weights).double()  # [sum out_features, w_dim]
     A = A / A.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -122,10 +123,10 @@ def load_directions(path: str | os.PathLike) -> dict:
         FileNotFoundError, KeyError (not a directions file).
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"directions file '{path}' not found; write one with sgtrain-directions")
+        raise MissingFileError(f"directions file '{path}' not found; write one with sgtrain-directions")
     data = np.load(path)
     if "directions" not in data:
-        raise KeyError(f"'{path}' has no 'directions' array; it is not a file written by sgtrain-directions")
+        raise FileContentError(f"'{path}' has no 'directions' array; it is not a file written by sgtrain-directions")
     return dict(directions=torch.from_numpy(data["directions"]), eigenvalues=torch.from_numpy(data["eigenvalues"]),
                 layers=[int(i) for i in data["layers"]])
 
@@ -197,11 +198,11 @@ def latent_spaces(G: torch.nn.Module) -> tuple[str, ...]:
 
 def _check_space(G: torch.nn.Module, space: str) -> None:
     if space not in SPACES:
-        raise ValueError(f"space '{space}' unknown: use z, w or w+")
+        raise InputError(f"space '{space}' unknown: use z, w or w+")
     if space not in latent_spaces(G):
         from sgtrain.latent.common import family_name
 
-        raise ValueError(f"this network ({family_name(G)}) has no mapping network, so no W / W+ space: "
+        raise InputError(f"this network ({family_name(G)}) has no mapping network, so no W / W+ space: "
                          "use space z")
 
 
@@ -225,20 +226,20 @@ def image_scores(images: torch.Tensor, name: str) -> torch.Tensor:
         return x.mean([1, 2, 3])
     if name == "redness":
         if x.shape[1] != 3:
-            raise ValueError(f"redness needs RGB images; these have {x.shape[1]} channel(s)")
+            raise InputError(f"redness needs RGB images; these have {x.shape[1]} channel(s)")
         return x[:, 0].mean([1, 2]) - 0.5 * (x[:, 1] + x[:, 2]).mean([1, 2])
     if name == "left-right":
         half = x.shape[3] // 2
         return x[..., :half].mean([1, 2, 3]) - x[..., x.shape[3] - half:].mean([1, 2, 3])
     if name == "contrast":
         return x.mean(1).flatten(1).std(1)
-    raise ValueError(f"image score '{name}' unknown: use one of {', '.join(IMAGE_SCORES)}")
+    raise InputError(f"image score '{name}' unknown: use one of {', '.join(IMAGE_SCORES)}")
 
 
 def seed_classes(seeds: Sequence[int], c_dim: int) -> list[int]:
     """The class of each seed when sampling a conditional network over all classes: ``seed % c_dim``."""
     if c_dim < 1:
-        raise ValueError("this network is unconditional (c_dim=0): it has no class labels to fit")
+        raise InputError("this network is unconditional (c_dim=0): it has no class labels to fit")
     return [int(s) % c_dim for s in seeds]
 
 
@@ -249,7 +250,7 @@ def _labels(G: torch.nn.Module, n: int, class_idx: int | None, classes: Sequence
     if classes is None:
         return make_labels(G, n, class_idx, device)
     if G.c_dim == 0:
-        raise ValueError("classes given for an unconditional network (c_dim=0)")
+        raise InputError("classes given for an unconditional network (c_dim=0)")
     c = torch.zeros([n, G.c_dim], device=device)
     c[torch.arange(n), torch.as_tensor(list(classes), dtype=torch.long)] = 1
     return c
@@ -356,18 +357,18 @@ def read_scores_csv(path: str | os.PathLike) -> dict:
         FileNotFoundError; ValueError: no key column, no attribute column, or a cell that is not a number.
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"scores file '{path}' not found")
+        raise MissingFileError(f"scores file '{path}' not found")
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     if not rows:
-        raise ValueError(f"'{path}' is empty: write a header row such as 'seed,age'")
+        raise InputError(f"'{path}' is empty: write a header row such as 'seed,age'")
     header = [h.strip() for h in rows[0]]
     key = next((k for k in ("seed", "file") if k in header), None)
     if key is None:
-        raise ValueError(f"'{path}' has columns {header}; the first row must name a 'seed' or a 'file' column")
+        raise InputError(f"'{path}' has columns {header}; the first row must name a 'seed' or a 'file' column")
     attrs = [h for h in header if h not in ("seed", "file", "index") and h]
     if not attrs:
-        raise ValueError(f"'{path}' has no attribute column besides '{key}': add one, e.g. 'seed,age'")
+        raise InputError(f"'{path}' has no attribute column besides '{key}': add one, e.g. 'seed,age'")
     base = os.path.dirname(os.path.abspath(path))
     keys, index, scores = [], [], {a: [] for a in attrs}
     for line, row in enumerate(rows[1:], start=2):
@@ -384,7 +385,7 @@ def read_scores_csv(path: str | os.PathLike) -> dict:
                 v = cells.get(a, "")
                 scores[a].append(float("nan") if v.lower() in ("", "nan", "na") else float(v))
         except (ValueError, KeyError) as e:
-            raise ValueError(f"'{path}' line {line}: cannot read {row}: {e}") from e
+            raise InputError(f"'{path}' line {line}: cannot read {row}: {e}") from e
     return dict(key=key, keys=keys, index=index, scores={a: np.asarray(v, dtype=np.float64) for a, v in scores.items()})
 
 
@@ -413,7 +414,7 @@ def table_latents(
                             batch_size=batch_size)
     _check_space(G, space)
     if space == "z":
-        raise ValueError("latent files hold ws, not z: fit these scores in --space w or w+")
+        raise InputError("latent files hold ws, not z: fit these scores in --space w or w+")
     cache: dict[str, torch.Tensor] = {}
     out = []
     for path, i in zip(table["keys"], table["index"]):
@@ -421,7 +422,7 @@ def table_latents(
             cache[path] = load_ws(path, G.num_ws, G.w_dim)
         ws = cache[path]
         if not 0 <= i < ws.shape[0]:
-            raise ValueError(f"'{path}' holds {ws.shape[0]} latent(s); index {i} is out of range")
+            raise InputError(f"'{path}' holds {ws.shape[0]} latent(s); index {i} is out of range")
         out.append(ws[i])
     ws = torch.stack(out).to(next(G.parameters()).device)
     return ws.mean(1) if space == "w" else ws
@@ -469,22 +470,22 @@ def fit_direction(
     from sklearn.svm import SVC, LinearSVC
 
     if method not in ("svm", "logistic"):
-        raise ValueError(f"method '{method}' unknown: use svm or logistic")
+        raise InputError(f"method '{method}' unknown: use svm or logistic")
     if not 0 < ratio <= 0.5:
-        raise ValueError(f"ratio {ratio} must lie in (0, 0.5]: the fraction of samples taken from each end")
+        raise InputError(f"ratio {ratio} must lie in (0, 0.5]: the fraction of samples taken from each end")
     x_all = torch.as_tensor(latents).detach().cpu().double()
     shape = tuple(x_all.shape[1:])
     x_all = x_all.reshape(x_all.shape[0], -1).numpy()
     s_all = torch.as_tensor(scores).detach().cpu().double().reshape(-1).numpy()
     if s_all.shape[0] != x_all.shape[0]:
-        raise ValueError(f"{x_all.shape[0]} latents but {s_all.shape[0]} scores")
+        raise InputError(f"{x_all.shape[0]} latents but {s_all.shape[0]} scores")
     valid = np.isfinite(s_all)
     x, s = x_all[valid], s_all[valid]
     if x.shape[0] < 4:
-        raise ValueError(f"only {x.shape[0]} samples have a score; a direction needs many (thousands is usual)")
+        raise InputError(f"only {x.shape[0]} samples have a score; a direction needs many (thousands is usual)")
     values = np.unique(s)
     if values.size < 2:
-        raise ValueError(f"every score is {values[0] if values.size else 'missing'}: nothing to separate")
+        raise InputError(f"every score is {values[0] if values.size else 'missing'}: nothing to separate")
     binary = values.size == 2
     if binary:
         chosen = np.arange(x.shape[0])
@@ -498,7 +499,7 @@ def fit_direction(
     n_train = max(2, int(round(split_ratio * chosen.size)))
     train, val = perm[:n_train], perm[n_train:]
     if np.unique(labels[train]).size < 2:
-        raise ValueError("the training split holds one class only; raise ratio or split_ratio, or give more samples")
+        raise InputError("the training split holds one class only; raise ratio or split_ratio, or give more samples")
     xt, yt = x[chosen[train]], labels[train]
     if method == "svm":
         clf = SVC(kernel="linear", C=C) if len(train) <= 10000 else LinearSVC(C=C, dual="auto", max_iter=10000)
@@ -508,7 +509,7 @@ def fit_direction(
     coef = np.asarray(clf.coef_, dtype=np.float64).reshape(-1)
     norm = float(np.linalg.norm(coef))
     if norm == 0:
-        raise ValueError("the fitted boundary is degenerate (zero normal): the scores do not depend on the latents")
+        raise InputError("the fitted boundary is degenerate (zero normal): the scores do not depend on the latents")
     direction = coef / norm
     offset = float(np.asarray(clf.intercept_).reshape(-1)[0]) / norm
     accuracy = float((clf.predict(x[chosen[val]]) == labels[val]).mean()) if len(val) else float("nan")
@@ -545,12 +546,12 @@ def condition_direction(direction: torch.Tensor, others: Sequence[torch.Tensor])
         return (n / n.norm()).reshape(direction.shape).float()
     for m in others:
         if tuple(m.shape) != tuple(direction.shape):
-            raise ValueError(f"cannot condition a direction of shape {list(direction.shape)} on one of shape "
+            raise InputError(f"cannot condition a direction of shape {list(direction.shape)} on one of shape "
                              f"{list(m.shape)}: fit both in the same space")
     M = torch.stack([m.detach().double().reshape(-1).cpu() for m in others])
     out = n - M.T @ (torch.linalg.pinv(M @ M.T) @ (M @ n))
     if float(out.norm()) < 1e-6 * float(n.norm()):
-        raise ValueError("the direction lies in the span of the conditions: nothing is left to move along")
+        raise InputError("the direction lies in the span of the conditions: nothing is left to move along")
     return (out / out.norm()).reshape(direction.shape).float()
 
 
@@ -571,10 +572,10 @@ def make_direction(
         meta: further scalars or strings kept in the file (offset, latent_std, score_slope, conditioned_on ...).
     """
     if space not in SPACES:
-        raise ValueError(f"space '{space}' unknown: use z, w or w+")
+        raise InputError(f"space '{space}' unknown: use z, w or w+")
     want = 2 if space == "w+" else 1
     if direction.ndim != want:
-        raise ValueError(f"a {space} direction has {want} dimension(s); got shape {list(direction.shape)}")
+        raise InputError(f"a {space} direction has {want} dimension(s); got shape {list(direction.shape)}")
     return dict(direction=direction.detach().float().cpu(), space=space,
                 layers=None if layers is None else [int(i) for i in layers], attribute=attribute, method=method,
                 accuracy=float(accuracy), **meta)
@@ -627,21 +628,21 @@ def load_direction(path: str | os.PathLike, index: int | None = None) -> dict:
         FileNotFoundError; KeyError: not a direction file; ValueError: index out of range, or a newer format.
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"direction file '{path}' not found; write one with sgtrain-directions fit (or sefa)")
+        raise MissingFileError(f"direction file '{path}' not found; write one with sgtrain-directions fit (or sefa)")
     data = np.load(path, allow_pickle=False)
     if "directions" in data and "direction" not in data:  # SeFa: all directions, rows strongest first
         k = 0 if index is None else int(index)
         if not 0 <= k < data["directions"].shape[0]:
             last = data["directions"].shape[0] - 1
-            raise ValueError(f"--index {k} is out of range: '{path}' holds directions 0-{last}")
+            raise InputError(f"--index {k} is out of range: '{path}' holds directions 0-{last}")
         return make_direction(torch.from_numpy(data["directions"][k].copy()), "w", [int(i) for i in data["layers"]],
                               attribute=f"sefa{k}", method="sefa", eigenvalue=float(data["eigenvalues"][k]))
     if "direction" not in data or "space" not in data:
-        raise KeyError(f"'{path}' is not a direction file (it has {sorted(data.keys())}); write one with "
+        raise FileContentError(f"'{path}' is not a direction file (it has {sorted(data.keys())}); write one with "
                        "sgtrain-directions fit")
     version = int(data["format_version"]) if "format_version" in data else 1
     if version > DIRECTION_FORMAT_VERSION:
-        raise ValueError(f"'{path}' has direction format version {version}; this sgtrain reads up to "
+        raise InputError(f"'{path}' has direction format version {version}; this sgtrain reads up to "
                          f"{DIRECTION_FORMAT_VERSION}: update sgtrain")
     skip = {"format", "format_version", "direction", "space", "layers", "attribute", "method", "accuracy",
             "conditioned_on", "name"}
@@ -662,11 +663,11 @@ def check_direction(G: torch.nn.Module, record: dict) -> None:
     want = {"z": (G.z_dim,), "w": (getattr(G, "w_dim", 0),),
             "w+": (getattr(G, "num_ws", 0), getattr(G, "w_dim", 0))}[space]
     if tuple(d.shape) != want:
-        raise ValueError(f"the {space} direction has shape {list(d.shape)} but this network's {space} is {list(want)}:"
+        raise InputError(f"the {space} direction has shape {list(d.shape)} but this network's {space} is {list(want)}:"
                          " it was fitted on another network")
     layers = record.get("layers")
     if layers and space != "z" and max(layers) >= G.num_ws:
-        raise ValueError(f"the direction's layers {layers} go beyond this network's num_ws={G.num_ws}")
+        raise InputError(f"the direction's layers {layers} go beyond this network's num_ws={G.num_ws}")
 
 
 def move_latents(latents: torch.Tensor, record: dict, strength: float, layers: Sequence[int] | None = None
@@ -687,7 +688,7 @@ def move_latents(latents: torch.Tensor, record: dict, strength: float, layers: S
     if record["space"] == "z":
         return latents + strength * d
     if latents.ndim != 3:
-        raise ValueError(f"a {record['space']} direction moves ws [N, num_ws, w_dim]; got {list(latents.shape)}")
+        raise InputError(f"a {record['space']} direction moves ws [N, num_ws, w_dim]; got {list(latents.shape)}")
     sel = layers if layers is not None else record.get("layers")
     idx = list(range(latents.shape[1])) if sel is None else list(sel)
     out = latents.clone()
@@ -723,11 +724,11 @@ def edited_ws(
     """
     check_direction(G, record)
     if (z is None) == (ws is None):
-        raise ValueError("give either z (seeds) or ws (latent files)")
+        raise InputError("give either z (seeds) or ws (latent files)")
     sel = layers if layers is not None else record.get("layers")
     if record["space"] == "z":
         if z is None:
-            raise ValueError("a z direction moves z, which latent files do not hold: give seeds, or fit in w / w+")
+            raise InputError("a z direction moves z, which latent files do not hold: give seeds, or fit in w / w+")
         base = latents_to_ws(G, z, "z", c, truncation_psi, truncation_cutoff, batch_size)
         out = []
         for s in strengths:
@@ -770,7 +771,7 @@ def render_direction(
     if "w" not in latent_spaces(G):
         check_direction(G, record)
         if z is None:
-            raise ValueError("this network takes z only: give z (seeds)")
+            raise InputError("this network takes z only: give z (seeds)")
         moved = torch.stack([move_latents(z, record, s) for s in strengths], dim=1)
         imgs = render_latents(G, moved.reshape(-1, moved.shape[-1]), "z", None if c is None else
                               c.repeat_interleave(len(strengths), 0), batch_size=batch_size)
@@ -818,7 +819,7 @@ def direction_video(
     n = (z if z is not None else ws).shape[0]
     rows, cols = grid or (1, n)
     if rows * cols < n:
-        raise ValueError(f"{n} latents do not fit a {rows}x{cols} grid")
+        raise InputError(f"{n} latents do not fit a {rows}x{cols} grid")
     frames = max(2, int(round(fps * seconds)))
     lo, hi = float(strengths[0]), float(strengths[1])
     if loop:

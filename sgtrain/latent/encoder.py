@@ -34,6 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from sgtrain.errors import InputError, MissingFileError
 from sgtrain.io.atomic import atomic_write
 
 __all__ = ["Encoder", "generator_info", "save_encoder", "load_encoder", "encode_images", "train_encoder",
@@ -83,7 +84,7 @@ class Encoder(torch.nn.Module):
         super().__init__()
         log2 = int(round(math.log2(img_resolution)))
         if img_resolution < 4 or 2 ** log2 != img_resolution:
-            raise ValueError(f"Encoder: img_resolution must be a power of two >= 4, got {img_resolution}")
+            raise InputError(f"Encoder: img_resolution must be a power of two >= 4, got {img_resolution}")
         channel_base = 16 * img_resolution if channel_base is None else int(channel_base)
         self.init_kwargs = dict(img_resolution=img_resolution, img_channels=img_channels, num_ws=num_ws, w_dim=w_dim,
                                 channel_base=channel_base, channel_max=channel_max, hidden=hidden)
@@ -106,7 +107,7 @@ class Encoder(torch.nn.Module):
         """The raw prediction ``(ws - w_avg) / w_scale``: float32 [N, num_ws, w_dim]."""
         want = (self.img_channels, self.img_resolution, self.img_resolution)
         if img.ndim != 4 or tuple(img.shape[1:]) != want:
-            raise ValueError(f"Encoder takes images [N, {want[0]}, {want[1]}, {want[2]}]; got {list(img.shape)}")
+            raise InputError(f"Encoder takes images [N, {want[0]}, {want[1]}, {want[2]}]; got {list(img.shape)}")
         x = F.leaky_relu(self.fromrgb(img), 0.2)
         for block in self.blocks:
             x = block(x)
@@ -181,15 +182,15 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu",
 
     st_path, json_path = _paths(path)
     if not st_path.exists():
-        raise FileNotFoundError(f"encoder file '{st_path}' not found; train one with sgtrain-encoder train")
+        raise MissingFileError(f"encoder file '{st_path}' not found; train one with sgtrain-encoder train")
     with safe_open(str(st_path), framework="pt", device="cpu") as f:
         meta = f.metadata() or {}
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     header = json.loads(json_path.read_text()) if json_path.exists() else json.loads(meta.get("sgtrain", "{}"))
     if header.get("format") != ENCODER_FORMAT or header.get("class") != _CLASS:
-        raise ValueError(f"'{st_path}' is not an sgtrain encoder file (format {header.get('format')!r})")
+        raise InputError(f"'{st_path}' is not an sgtrain encoder file (format {header.get('format')!r})")
     if int(header.get("format_version", 0)) > ENCODER_FORMAT_VERSION:
-        raise ValueError(f"'{st_path}' has encoder format version {header['format_version']}; this sgtrain reads up "
+        raise InputError(f"'{st_path}' has encoder format version {header['format_version']}; this sgtrain reads up "
                          f"to {ENCODER_FORMAT_VERSION}: update sgtrain")
     encoder = Encoder(**header["init_kwargs"])
     encoder.load_state_dict(tensors)
@@ -198,7 +199,7 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu",
         gen = header.get("generator") or {}
         for k in ("w_dim", "num_ws", "img_resolution", "img_channels"):
             if k in gen and int(gen[k]) != int(getattr(G, k)):
-                raise ValueError(f"the encoder '{st_path}' was trained for a network with {k}={gen[k]}; this network "
+                raise InputError(f"the encoder '{st_path}' was trained for a network with {k}={gen[k]}; this network "
                                  f"has {k}={getattr(G, k)}: train an encoder for it with sgtrain-encoder train")
         if gen.get("sha256") and gen["sha256"] != generator_info(G)["sha256"]:
             import warnings
@@ -284,7 +285,7 @@ def train_encoder(
     from tqdm.auto import tqdm
 
     if not all(hasattr(G, a) for a in ("mapping", "synthesis", "num_ws")):
-        raise ValueError(f"an encoder predicts ws; this network ({type(G).__name__}) has no W space")
+        raise InputError(f"an encoder predicts ws; this network ({type(G).__name__}) has no W space")
     dev = torch.device(device) if device is not None else next(G.parameters()).device
     G = G.eval().requires_grad_(False).to(dev)
     out = Path(out_dir)
@@ -298,10 +299,10 @@ def train_encoder(
     state = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
     if state is not None:
         if state["generator"]["sha256"] != info["sha256"]:
-            raise ValueError(f"'{ckpt_path}' trains an encoder for another network; use another --out folder")
+            raise InputError(f"'{ckpt_path}' trains an encoder for another network; use another --out folder")
         old = json.loads(state["settings"])
         if old != settings or json.loads(state["init_kwargs"]) != kwargs:
-            raise ValueError(f"'{ckpt_path}' was made with settings {old} and encoder {state['init_kwargs']}; this run "
+            raise InputError(f"'{ckpt_path}' was made with settings {old} and encoder {state['init_kwargs']}; this run "
                              f"asks for {settings} and {kwargs}: rerun with the same options or another --out folder")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -34,6 +34,7 @@ import torch
 from fastapi import Body, FastAPI, File, Form, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from sgtrain.errors import InputError
 from sgtrain.latent._explore_page import PAGE
 from sgtrain.latent.common import load_ws, save_ws, seeds_to_ws, seeds_to_z, to_uint8
 from sgtrain.latent.directions import sefa
@@ -148,7 +149,7 @@ class Explorer:
         cache_size: int = 4096,
     ):
         if not networks:
-            raise ValueError("no networks: pass at least one --network")
+            raise InputError("no networks: pass at least one --network")
         self.nets = {name: _Net(name, G, (paths or {}).get(name, "")) for name, G in networks.items()}
         self.vgg = vgg
         self.batch_size = batch_size
@@ -177,7 +178,7 @@ class Explorer:
 
     def net(self, name: str) -> _Net:
         if name not in self.nets:
-            raise ValueError(f"unknown network '{name}'; this explorer has {', '.join(self.nets)}")
+            raise InputError(f"unknown network '{name}'; this explorer has {', '.join(self.nets)}")
         return self.nets[name]
 
     def _new_id(self, prefix: str) -> str:
@@ -242,7 +243,7 @@ class Explorer:
                 added.append(did)
         if not added:
             where = f"network '{net_name}'" if net_name else "any network of this explorer"
-            raise ValueError(f"'{label or path}' holds directions of shape {list(found['directions'].shape[1:])}, "
+            raise InputError(f"'{label or path}' holds directions of shape {list(found['directions'].shape[1:])}, "
                              f"which fit no W space of {where} (w_dim / num_ws differ)")
         return added
 
@@ -267,7 +268,7 @@ class Explorer:
                        (data if not isinstance(data, np.lib.npyio.NpzFile) else np.zeros([0])), dtype=np.float32)
         z = z.reshape(-1, z.shape[-1]) if z.size else z
         if z.size == 0 or z.shape[-1] != caps.z_dim:
-            raise ValueError(f"this network has no W space ({caps.family}); a latent for it is z [N, {caps.z_dim}] "
+            raise InputError(f"this network has no W space ({caps.family}); a latent for it is z [N, {caps.z_dim}] "
                              "(.npy, or .npz key 'z')")
         return [self.add_latent(net_name, torch.from_numpy(v), f"{label}[{i}]" if len(z) > 1 else label, kind="z")
                 for i, v in enumerate(z)]
@@ -289,15 +290,15 @@ class Explorer:
 
     def _ws(self, net: _Net, ref: dict | None, st: dict) -> torch.Tensor:
         if not isinstance(ref, dict) or not ({"seed", "latent"} & set(ref)):
-            raise ValueError(f"a latent is {{'seed': N}} or {{'latent': ID}}, got {ref!r}")
+            raise InputError(f"a latent is {{'seed': N}} or {{'latent': ID}}, got {ref!r}")
         if "latent" in ref and ref["latent"] is not None:
             lat = self.latents.get(str(ref["latent"]))
             if lat is None:
-                raise ValueError(f"unknown latent '{ref['latent']}' (upload or project it first)")
+                raise InputError(f"unknown latent '{ref['latent']}' (upload or project it first)")
             value = lat["value"]
             caps = net.caps
             if lat["kind"] != "w" or tuple(value.shape) != (caps.num_ws, caps.w_dim):
-                raise ValueError(f"latent '{lat['name']}' ({lat['kind']} {list(value.shape)}) does not fit network "
+                raise InputError(f"latent '{lat['name']}' ({lat['kind']} {list(value.shape)}) does not fit network "
                                  f"'{net.name}' (num_ws={caps.num_ws}, w_dim={caps.w_dim})")
             return value[None].to(net.device)
         return self._seed_ws(net, int(ref["seed"]), st["psi"], st["cutoff"], st["class_idx"])
@@ -306,7 +307,7 @@ class Explorer:
         if "latent" in ref and ref["latent"] is not None:
             lat = self.latents.get(str(ref["latent"]))
             if lat is None or lat["kind"] != "z":
-                raise ValueError(f"latent '{ref['latent']}' is not a z of this network")
+                raise InputError(f"latent '{ref['latent']}' is not a z of this network")
             return lat["value"][None]
         return seeds_to_z([int(ref["seed"])], net.G.z_dim)
 
@@ -316,7 +317,7 @@ class Explorer:
                 continue
             d = net.directions.get(did)
             if d is None:
-                raise ValueError(f"unknown direction '{did}' on network '{net.name}'")
+                raise InputError(f"unknown direction '{did}' on network '{net.name}'")
             ws = apply_direction(ws, d["vector"].to(ws.device), float(strength), d["layers"])
         return ws
 
@@ -342,7 +343,7 @@ class Explorer:
         if net.caps.w_space:
             return
         if any(st["translate"]) or st["rotate"]:
-            raise ValueError(f"this network has no input transform ({net.caps.family}): translate/rotate need a "
+            raise InputError(f"this network has no input transform ({net.caps.family}): translate/rotate need a "
                              "StyleGAN3 generator (G.synthesis.input.transform)")
         asked = [what for what, on in (("truncation psi", st["psi"] != 1.0), ("truncation cutoff", st["cutoff"]),
                                        ("style mixing", st["mix"]), ("directions", any(st["directions"].values())),
@@ -401,7 +402,7 @@ class Explorer:
             with render_controls(G, st["noise_off"], st["translate"], st["rotate"]):
                 if st["mix"] is not None:
                     if wb is None:
-                        raise ValueError("style mixing needs a second latent B")
+                        raise InputError("style mixing needs a second latent B")
                     layers = style_layers(st["mix"], G.num_ws, G.img_resolution)
                     out = mixing_grid_ws(G, wa, wb, layers, st["noise_mode"], self.batch_size)
                     imgs = {"a": out["rows"][0], "b": out["cols"][0], "mix": out["mixed"][0, 0]}
@@ -422,7 +423,7 @@ class Explorer:
             ws = self._edit(net, self._ws(net, st["a"], st), st["directions"])
             if st["mix"] is not None:
                 if not st.get("b"):
-                    raise ValueError("style mixing needs a second latent B")
+                    raise InputError("style mixing needs a second latent B")
                 wb = self._edit(net, self._ws(net, st["b"], st), st["directions"])
                 ws = mix_ws(ws, wb, style_layers(st["mix"], net.G.num_ws, net.G.img_resolution))[0]
             return ws.cpu().numpy(), "w"
@@ -448,7 +449,7 @@ class Explorer:
         self._check_z_only(net, st)
         start, count = int(st.get("start", 0)), int(st.get("count", 16))
         if not 1 <= count <= 256 or start < 0:
-            raise ValueError("a seed grid shows 1-256 seeds from a start >= 0")
+            raise InputError("a seed grid shows 1-256 seeds from a start >= 0")
         seeds = list(range(start, start + count))
 
         def work() -> dict:
@@ -472,7 +473,7 @@ class Explorer:
         net = self.net(str(st.get("net")))
         require_w(net.G, "the per-layer view of style mixing")
         if not st.get("b"):
-            raise ValueError("the per-layer view needs a second latent B")
+            raise InputError("the per-layer view needs a second latent B")
 
         def work() -> dict:
             G = net.G
@@ -497,7 +498,7 @@ class Explorer:
         self._check_z_only(net, st)
         n = int(st.get("frames", 8))
         if not 2 <= n <= 32 or not st.get("b"):
-            raise ValueError("interpolation needs a latent B and 2-32 frames")
+            raise InputError("interpolation needs a latent B and 2-32 frames")
         t = torch.linspace(0, 1, n)
 
         def work() -> dict:
@@ -537,14 +538,14 @@ class Explorer:
         net = self.net(net_name)
         require_w(net.G, "projection")
         if space not in ("w", "w+"):
-            raise ValueError(f"space '{space}' unknown: use w or w+")
+            raise InputError(f"space '{space}' unknown: use w or w+")
         if loss not in ("mse", "lpips-vgg"):
-            raise ValueError(f"loss '{loss}' unknown: use mse or lpips-vgg")
+            raise InputError(f"loss '{loss}' unknown: use mse or lpips-vgg")
         if loss == "lpips-vgg" and self.vgg is None:
-            raise ValueError("the lpips-vgg loss needs VGG16 weights: start sgtrain-explore with --vgg PATH, or use "
+            raise InputError("the lpips-vgg loss needs VGG16 weights: start sgtrain-explore with --vgg PATH, or use "
                              "mse")
         if not 1 <= int(steps) <= 100000:
-            raise ValueError("steps must be between 1 and 100000")
+            raise InputError("steps must be between 1 and 100000")
         caps = net.caps
         target = load_target(image_path, caps.img_resolution, caps.img_channels)
         job = _Job(self._new_id("job"), net_name, label, int(steps))
@@ -598,13 +599,13 @@ class Explorer:
     def job(self, job_id: str) -> dict:
         job = self.jobs.get(job_id)
         if job is None:
-            raise ValueError(f"unknown projection job '{job_id}'")
+            raise InputError(f"unknown projection job '{job_id}'")
         return dict(id=job.id, net=job.net, name=job.name, state=job.state, step=job.done_steps, steps=job.steps,
                     message=job.message, latent=job.latent, images=job.images)
 
     def cancel(self, job_id: str) -> dict:
         if job_id not in self.jobs:
-            raise ValueError(f"unknown projection job '{job_id}'")
+            raise InputError(f"unknown projection job '{job_id}'")
         self.jobs[job_id].cancel = True
         return self.job(job_id)
 
@@ -679,11 +680,11 @@ def create_app(explorer: Explorer):
         name = os.path.basename(upload.filename or "upload")
         ext = os.path.splitext(name)[1].lower()
         if ext not in suffixes:
-            raise ValueError(f"'{name}': expected a {' / '.join(suffixes)} file")
+            raise InputError(f"'{name}': expected a {' / '.join(suffixes)} file")
         path = os.path.join(tmp, "upload" + ext)
         data = upload.file.read(256 * 2**20 + 1)
         if len(data) > 256 * 2**20:
-            raise ValueError(f"'{name}' is larger than 256 MiB")
+            raise InputError(f"'{name}' is larger than 256 MiB")
         with open(path, "wb") as f:
             f.write(data)
         return path

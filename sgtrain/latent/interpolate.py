@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
+from sgtrain.errors import InputError
 from sgtrain.latent.common import make_grid, make_labels, seeds_to_ws, seeds_to_z, synthesize, to_uint8
 from sgtrain.latent.studio import capabilities, generate_z_images, require_w
 from sgtrain.latent.video import VideoWriter
@@ -85,12 +86,12 @@ def interpolate_keyframes(keys: torch.Tensor, num_frames: int, kind: str = "sler
         ValueError: unknown kind, too few keyframes or frames.
     """
     if kind not in INTERPOLATIONS:
-        raise ValueError(f"interpolation '{kind}' unknown: use one of {', '.join(INTERPOLATIONS)}")
+        raise InputError(f"interpolation '{kind}' unknown: use one of {', '.join(INTERPOLATIONS)}")
     K = keys.shape[0]
     if K < (1 if loop else 2):
-        raise ValueError(f"need at least {'1 seed' if loop else '2 seeds'} to interpolate, got {K}")
+        raise InputError(f"need at least {'1 seed' if loop else '2 seeds'} to interpolate, got {K}")
     if num_frames < (1 if loop else 2):
-        raise ValueError(f"need at least 2 frames, got {num_frames}; raise --fps or --seconds")
+        raise InputError(f"need at least 2 frames, got {num_frames}; raise --fps or --seconds")
     segments = K if loop else K - 1
     frames = []
     for f in range(num_frames):
@@ -133,7 +134,7 @@ def z_path(
         ValueError: seeds not divisible among the cells, unknown kind, too few seeds or frames.
     """
     if len(seeds) % cells != 0:
-        raise ValueError(f"{len(seeds)} seeds cannot be shared by {cells} grid cells; give a multiple of {cells}")
+        raise InputError(f"{len(seeds)} seeds cannot be shared by {cells} grid cells; give a multiple of {cells}")
     K = len(seeds) // cells
     z = seeds_to_z(seeds, G.z_dim).to(next(G.parameters()).device).reshape(cells, K, G.z_dim).transpose(0, 1)
     return interpolate_keyframes(z, num_frames, kind, loop)
@@ -168,10 +169,10 @@ def latent_path(
         ValueError: seeds not divisible among the cells, unknown space, a network without W space.
     """
     if space not in ("z", "w"):
-        raise ValueError(f"space '{space}' unknown: use z or w")
+        raise InputError(f"space '{space}' unknown: use z or w")
     require_w(G, "a path of W latents")
     if len(seeds) % cells != 0:
-        raise ValueError(f"{len(seeds)} seeds cannot be shared by {cells} grid cells; give a multiple of {cells}")
+        raise InputError(f"{len(seeds)} seeds cannot be shared by {cells} grid cells; give a multiple of {cells}")
     K = len(seeds) // cells
     device = next(G.parameters()).device
     if space == "w":
@@ -221,7 +222,7 @@ def interpolation_video(
     rows, cols = grid
     num_frames = max(2, int(round(fps * seconds)))
     if space not in ("z", "w"):
-        raise ValueError(f"space '{space}' unknown: use z or w")
+        raise InputError(f"space '{space}' unknown: use z or w")
     if space == "w":
         require_w(G, "interpolation in W (space w)")
     if truncation_psi != 1:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from sgtrain.errors import InputError
 from sgtrain.latent.common import make_grid, seeds_to_ws, synthesize, to_uint8
 from sgtrain.latent.studio import require_w
 
@@ -66,21 +67,21 @@ def style_layers(spec: str | Sequence[int], num_ws: int, img_resolution: int | N
         else:
             layers = list(_split3(num_ws)[k])
         if not layers:
-            raise ValueError(f"style preset '{spec}' selects no layers of this network (num_ws={num_ws}); "
+            raise InputError(f"style preset '{spec}' selects no layers of this network (num_ws={num_ws}); "
                              "give a layer range such as '0-3'")
     else:
         layers = []
         for part in spec.replace("end", str(num_ws - 1)).split(","):
             m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
             if not m:
-                raise ValueError(f"cannot parse styles '{spec}': use coarse, middle, fine or a range like '0-6'")
+                raise InputError(f"cannot parse styles '{spec}': use coarse, middle, fine or a range like '0-6'")
             lo = int(m.group(1))
             hi = int(m.group(2)) if m.group(2) is not None else lo
             layers.extend(range(lo, hi + 1))
         layers = sorted(set(layers))
     bad = [i for i in layers if not 0 <= i < num_ws]
     if bad:
-        raise ValueError(f"layers {bad} out of range: this network has num_ws={num_ws} (layers 0-{num_ws - 1})")
+        raise InputError(f"layers {bad} out of range: this network has num_ws={num_ws} (layers 0-{num_ws - 1})")
     return layers
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sgtrain.errors import InputError, MissingFileError
 from sgtrain.latent.common import make_labels
 from sgtrain.latent.studio import capabilities, require_w
 from sgtrain.metrics.vgg16 import VGG16_URL, VGG16Features, load_vgg16
@@ -57,7 +58,7 @@ def load_target(path: str | os.PathLike, resolution: int | tuple[int, int], chan
     import PIL.Image
 
     if not os.path.exists(path):
-        raise FileNotFoundError(f"target image '{path}' not found")
+        raise MissingFileError(f"target image '{path}' not found")
     img = PIL.Image.open(path).convert("L" if channels == 1 else "RGB")
     W, H = (int(resolution[0]), int(resolution[1])) if isinstance(resolution, (tuple, list)) else (
         int(resolution), int(resolution))
@@ -187,14 +188,14 @@ def project(
     if anchor_input is None:
         anchor_input = has_input_transform
     elif anchor_input and not has_input_transform:
-        raise ValueError("anchor_input holds the w of StyleGAN3's input layer (synthesis.input.affine); this network "
+        raise InputError("anchor_input holds the w of StyleGAN3's input layer (synthesis.input.affine); this network "
                          "has no input transform")
     if space not in ("w", "w+"):
-        raise ValueError(f"space '{space}' unknown: use w or w+")
+        raise InputError(f"space '{space}' unknown: use w or w+")
     if loss not in ("lpips-vgg", "mse"):
-        raise ValueError(f"loss '{loss}' unknown: use lpips-vgg or mse")
+        raise InputError(f"loss '{loss}' unknown: use lpips-vgg or mse")
     if noise_init not in ("const", "random"):
-        raise ValueError(f"noise_init '{noise_init}' unknown: use const or random")
+        raise InputError(f"noise_init '{noise_init}' unknown: use const or random")
     if initial_noise_factor is None:
         initial_noise_factor = 0.05 if loss == "lpips-vgg" and init_ws is None else 0.0
     if regularize_noise_weight is None:
@@ -205,7 +206,7 @@ def project(
         targets = targets[None]
     want = (G.img_channels, image_size(G)[1], image_size(G)[0])
     if tuple(targets.shape[1:]) != want:
-        raise ValueError(f"targets have shape {list(targets.shape)}; this network needs [N, {want[0]}, {want[1]}, "
+        raise InputError(f"targets have shape {list(targets.shape)}; this network needs [N, {want[0]}, {want[1]}, "
                          f"{want[2]}] (load_target resizes images)")
     dev = torch.device(device) if device is not None else next(G.parameters()).device
     if loss == "lpips-vgg" and not callable(vgg):
@@ -229,7 +230,7 @@ def project(
         init = init_ws.detach().to(dev, torch.float32)
         init = init[:, None] if init.ndim == 2 else init
         if init.ndim != 3 or init.shape[0] != N or init.shape[1] not in (1, G.num_ws) or init.shape[2] != G.w_dim:
-            raise ValueError(f"init_ws has shape {list(init_ws.shape)}; give [N={N}, num_ws={G.num_ws}, "
+            raise InputError(f"init_ws has shape {list(init_ws.shape)}; give [N={N}, num_ws={G.num_ws}, "
                              f"w_dim={G.w_dim}] or [N, w_dim]")
         if anchor_input and init.shape[1] == G.num_ws:  # ws[:, 0] is the anchor, not part of the image's w
             init = torch.cat([init[:, 1:2], init[:, 1:]], dim=1)

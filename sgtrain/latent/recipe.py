@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from sgtrain.errors import UserError
+from sgtrain.errors import InputError, MissingFileError, UserError
 from sgtrain.latent.blend import blend_ws, mean_ws, parse_layer_spec
 from sgtrain.latent.common import (
     load_generator,
@@ -133,7 +133,7 @@ def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> DictC
         FileNotFoundError: no recipe file. RecipeError: not a mapping, or a malformed override.
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"recipe '{path}' not found")
+        raise MissingFileError(f"recipe '{path}' not found")
     cfg = OmegaConf.load(path)
     if not isinstance(cfg, DictConfig):
         raise RecipeError(f"recipe '{path}' must be a mapping with networks:, steps: (and optionally out:, device:)")
@@ -297,17 +297,17 @@ def crop_images(images: np.ndarray, box: Sequence[int] | None = None, center: fl
     if box is not None:
         box = [int(v) for v in box]
         if len(box) != 4 or not (0 <= box[0] < box[2] <= W and 0 <= box[1] < box[3] <= H):
-            raise ValueError(f"crop box {box} is not [left, top, right, bottom] inside the {W}x{H} image")
+            raise InputError(f"crop box {box} is not [left, top, right, bottom] inside the {W}x{H} image")
     elif center is not None:
         f = float(center)
         if not 0 < f <= 1:
-            raise ValueError(f"crop center {f} must be a fraction in (0, 1]")
+            raise InputError(f"crop center {f} must be a fraction in (0, 1]")
         w, h = max(1, round(W * f)), max(1, round(H * f))
         box = [(W - w) // 2, (H - h) // 2, (W - w) // 2 + w, (H - h) // 2 + h]
     if size is not None:
         size = (int(size), int(size)) if isinstance(size, (int, float, str)) else tuple(int(s) for s in size)
         if len(size) != 2 or min(size) < 1:
-            raise ValueError(f"size {size} must be a positive int or [width, height]")
+            raise InputError(f"size {size} must be a positive int or [width, height]")
     out = []
     for img in images:
         pil = PIL.Image.fromarray(img[:, :, 0] if C == 1 else img)
@@ -354,7 +354,7 @@ class _Runner:
     def latent_network(self, name: str, sources: Sequence[str]) -> str:
         nets = {s: self.results[s].network for s in sources}
         if len(set(nets.values())) != 1:
-            raise ValueError(f"step '{name}' mixes latents of different networks ("
+            raise InputError(f"step '{name}' mixes latents of different networks ("
                              + ", ".join(f"{s}: {n}" for s, n in nets.items())
                              + "); project images into one network first (type: project)")
         return next(iter(nets.values()))
@@ -367,7 +367,7 @@ class _Runner:
         labels = [f"seed{s:04d}" for s in seeds]
         if not capabilities(G).w_space:
             if p["psi"] != 1.0 or p["cutoff"] is not None:
-                raise ValueError(f"psi/cutoff need a W space; this network ({capabilities(G).family}) has none")
+                raise InputError(f"psi/cutoff need a W space; this network ({capabilities(G).family}) has none")
             z = seeds_to_z(seeds, G.z_dim)
             images = generate_z_images(G, z, p["class"], self.batch_size).numpy()
             return StepResult(name, "sample", p["network"], z=z, images=images, labels=labels)
@@ -452,7 +452,7 @@ class _Runner:
             found = read_directions(p["file"])
             index = int(p["index"])
             if not 0 <= index < found["directions"].shape[0]:
-                raise ValueError(f"index {index} out of range: '{p['file']}' holds {found['directions'].shape[0]} "
+                raise InputError(f"index {index} out of range: '{p['file']}' holds {found['directions'].shape[0]} "
                                  "directions")
             d, default_layers = found["directions"][index], found["layers"]
         else:
@@ -461,7 +461,7 @@ class _Runner:
             res = sefa(G, layers)  # as sgtrain-directions --layers
             index = int(p["sefa"])
             if not 0 <= index < res["directions"].shape[0]:
-                raise ValueError(f"sefa index {index} out of range 0-{res['directions'].shape[0] - 1}")
+                raise InputError(f"sefa index {index} out of range 0-{res['directions'].shape[0] - 1}")
             d, default_layers = res["directions"][index], res["layers"]
         layers = default_layers if p["layers"] is None else style_layers(
             str(p["layers"]) if not isinstance(p["layers"], list) else p["layers"], G.num_ws, G.img_resolution)
@@ -485,7 +485,7 @@ class _Runner:
             cells.append(r)
         if p["grid"] is not None:
             if len(cells) != 1:
-                raise ValueError("grid: RxC lays out one input; with several inputs each becomes a row")
+                raise InputError("grid: RxC lays out one input; with several inputs each becomes a row")
             R, C = parse_grid(str(p["grid"]))
             sheet = make_grid(cells[0], R, C)
         else:
@@ -527,9 +527,8 @@ class _Runner:
             try:
                 with torch.no_grad() if kind != "project" else contextlib.nullcontext():
                     res = fn(name, {**params, "type": kind})
-            except (ValueError, KeyError, FileNotFoundError) as e:
-                msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-                raise RecipeError(f"step '{name}' ({kind}): {msg}") from e
+            except UserError as e:
+                raise RecipeError(f"step '{name}' ({kind}): {e}") from e
             if params["save"] and kind != "save":
                 written = self.write(res, os.path.join(self.out, name))
                 res.files = [f for f in written if f.endswith(".png")]

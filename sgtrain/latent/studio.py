@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from sgtrain.errors import FileContentError, InputError, MissingFileError
 from sgtrain.latent.common import family_name, make_labels, require_w, seeds_to_z, to_uint8
 from sgtrain.latent.directions import edit_ws, load_directions
 
@@ -72,7 +73,7 @@ def capabilities(G: torch.nn.Module) -> NetworkCaps:
     """
     for attr in ("z_dim", "img_resolution"):
         if not hasattr(G, attr):
-            raise ValueError(f"{type(G).__name__} has no '{attr}': not a generator sgtrain's latent tools know")
+            raise InputError(f"{type(G).__name__} has no '{attr}': not a generator sgtrain's latent tools know")
     w_space = all(hasattr(G, a) for a in ("mapping", "synthesis", "num_ws", "w_dim"))
     noise_layers: list[str] = []
     transform = False
@@ -138,11 +139,11 @@ def render_controls(
     caps = capabilities(G)
     unknown = [n for n in noise_off if n not in caps.noise_layers]
     if unknown:
-        raise ValueError(f"no noise layers {unknown} in this network ({caps.family}); it has "
+        raise InputError(f"no noise layers {unknown} in this network ({caps.family}); it has "
                          f"{caps.noise_layers or 'none'}")
     moving = bool(translate is not None and any(float(t) != 0 for t in translate)) or bool(rotate)
     if moving and not caps.transform:
-        raise ValueError(f"this network has no input transform ({caps.family}): translate/rotate need a StyleGAN3 "
+        raise InputError(f"this network has no input transform ({caps.family}): translate/rotate need a StyleGAN3 "
                          "generator (G.synthesis.input.transform)")
     saved: list[tuple[torch.nn.Module, str, torch.Tensor]] = []
     modules = dict(G.synthesis.named_modules()) if caps.w_space else {}
@@ -211,19 +212,20 @@ def read_directions(path: str | os.PathLike) -> dict:
         ValueError: an array of the wrong rank, or a direction in Z (``space == 'z'``), which cannot be added to w.
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"direction file '{path}' not found")
+        raise MissingFileError(f"direction file '{path}' not found")
     data = np.load(path, allow_pickle=False)
     if not isinstance(data, np.lib.npyio.NpzFile):
-        raise KeyError(f"'{path}' is a bare array; a direction file is an .npz with 'direction' or 'directions'")
+        raise FileContentError(f"'{path}' is a bare array; a direction file is an .npz with 'direction' or "
+                               "'directions'")
     stem = os.path.splitext(os.path.basename(str(path)))[0]
     if "direction" in data:
         d = torch.from_numpy(np.asarray(data["direction"], dtype=np.float32))
         if d.ndim not in (1, 2):
-            raise ValueError(f"'{path}': 'direction' has shape {list(d.shape)}; expected [w_dim] or [num_ws, w_dim]")
+            raise InputError(f"'{path}': 'direction' has shape {list(d.shape)}; expected [w_dim] or [num_ws, w_dim]")
         name = str(data["name"]) if "name" in data else stem
         space = str(data["space"]) if "space" in data else "w"
         if space == "z":
-            raise ValueError(f"'{path}' holds a direction in Z (space 'z'): it moves z before the mapping, so it "
+            raise InputError(f"'{path}' holds a direction in Z (space 'z'): it moves z before the mapping, so it "
                              "cannot be added to w; apply it with `sgtrain-directions apply` (or refit it in W with "
                              "`sgtrain-directions fit --space w`)")
         layers = [int(i) for i in np.atleast_1d(data["layers"])] if "layers" in data else None
@@ -234,10 +236,10 @@ def read_directions(path: str | os.PathLike) -> dict:
         res = load_directions(path)
         d = res["directions"].float()
         if d.ndim != 2:
-            raise ValueError(f"'{path}': 'directions' has shape {list(d.shape)}; expected [K, w_dim]")
+            raise InputError(f"'{path}': 'directions' has shape {list(d.shape)}; expected [K, w_dim]")
         return dict(directions=d, names=[f"{stem}[{k}]" for k in range(d.shape[0])], layers=res["layers"],
                     meta=dict(eigenvalues=res["eigenvalues"].numpy()))
-    raise KeyError(f"'{path}' holds {sorted(data.files)}: a direction file needs 'direction' ([w_dim] or "
+    raise FileContentError(f"'{path}' holds {sorted(data.files)}: a direction file needs 'direction' ([w_dim] or "
                    "[num_ws, w_dim], from sgtrain-directions fit) or 'directions' ([K, w_dim], from "
                    "sgtrain-directions)")
 
@@ -265,13 +267,13 @@ def apply_direction(
     idx = list(range(num_ws)) if layers is None else [int(i) for i in layers]
     bad = [i for i in idx if not 0 <= i < num_ws]
     if bad:
-        raise ValueError(f"direction layers {bad} out of range: the latents have num_ws={num_ws}")
+        raise InputError(f"direction layers {bad} out of range: the latents have num_ws={num_ws}")
     if direction.ndim == 1:
         if direction.shape[0] != w_dim:
-            raise ValueError(f"direction has w_dim {direction.shape[0]}, the latents have w_dim {w_dim}")
+            raise InputError(f"direction has w_dim {direction.shape[0]}, the latents have w_dim {w_dim}")
         return edit_ws(ws, direction, strength, idx)
     if tuple(direction.shape) != (num_ws, w_dim):
-        raise ValueError(f"direction has shape {list(direction.shape)}, the latents need [num_ws={num_ws}, "
+        raise InputError(f"direction has shape {list(direction.shape)}, the latents need [num_ws={num_ws}, "
                          f"w_dim={w_dim}] or [w_dim]")
     out = ws.clone()
     out[:, idx] += strength * direction.to(ws)[idx]

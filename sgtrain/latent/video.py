@@ -7,6 +7,8 @@ import os
 
 import numpy as np
 
+from sgtrain.errors import InputError
+
 __all__ = ["VideoWriter"]
 
 
@@ -35,7 +37,7 @@ class VideoWriter:
             self._writer = imageio.get_writer(self.path, mode="I", fps=fps, codec="libx264", bitrate=bitrate,
                                               macro_block_size=2, ffmpeg_log_level="error")
         elif self.suffix != ".gif":
-            raise ValueError(f"video '{self.path}': use a .mp4 or .gif file name")
+            raise InputError(f"video '{self.path}': use a .mp4 or .gif file name")
 
     def append(self, frame: np.ndarray) -> None:
         frame = np.asarray(frame)

@@ -12,7 +12,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-from sgtrain.errors import UserError
+from sgtrain.errors import FileContentError, UserError
 
 __all__ = [
     "DETECTORS",
@@ -131,7 +131,7 @@ def find_detector_file(kind: str, path: str | os.PathLike | None = None,
         KeyError: unknown kind.
     """
     if kind not in DETECTORS:
-        raise KeyError(f"unknown feature network {kind!r}; known: {sorted(DETECTORS)}")
+        raise FileContentError(f"unknown feature network {kind!r}; known: {sorted(DETECTORS)}")
     if path is not None:
         if os.path.isfile(path):
             return os.fspath(path)

@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 
-from sgtrain.errors import UserError
+from sgtrain.errors import MissingFileError, UserError
 from sgtrain.metrics.detector_files import (
     DETECTORS,
     DetectorInfo,
@@ -214,7 +214,7 @@ def load_detector(path: str | os.PathLike, device: str | torch.device = "cpu",
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"feature network file '{path}' does not exist")
+        raise MissingFileError(f"feature network file '{path}' does not exist")
     device = torch.device(device)
     st = os.stat(path)
     key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, str(device), allow_vgg_state_dict)

@@ -20,6 +20,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from sgtrain.errors import FileContentError, UserError
 from sgtrain.io.atomic import atomic_write
 from sgtrain.metrics.detector_files import DETECTORS, default_detector_dir
 
@@ -30,7 +31,7 @@ SHA256: dict[str, str | None] = {url: None for info in DETECTORS.values() for ur
 _CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A download that did not produce a verified file (the message names why); nothing was written."""
 
 
@@ -60,7 +61,7 @@ def download_detector(kind: str, dest_dir: str | os.PathLike | None = None, url:
         DownloadError: no recorded hash, a non-https URL, network or HTTP error, a partial body, a hash mismatch.
     """
     if kind not in DETECTORS:
-        raise KeyError(f"unknown feature network {kind!r}: use one of {', '.join(sorted(DETECTORS))}")
+        raise FileContentError(f"unknown feature network {kind!r}: use one of {', '.join(sorted(DETECTORS))}")
     url = url or DETECTORS[kind].urls[0]
     _check_url(url)
     expected = (sha256 or SHA256.get(url) or "").strip().lower()

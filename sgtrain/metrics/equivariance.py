@@ -31,6 +31,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from sgtrain.errors import InputError
 from sgtrain.ops.upfirdn2d import filter2d, upsample2d
 
 __all__ = [
@@ -155,7 +156,7 @@ def construct_affine_bandlimit_filter(
         float32 [2 amax up - 1, 2 amax up - 1] on mat's device.
     """
     if not a <= amax < aflt:
-        raise ValueError(f"construct_affine_bandlimit_filter: need a <= amax < aflt, got {a}, {amax}, {aflt}")
+        raise InputError(f"construct_affine_bandlimit_filter: need a <= amax < aflt, got {a}, {amax}, {aflt}")
     mat = torch.as_tensor(mat).to(torch.float32)
     taps = ((torch.arange(aflt * up * 2 - 1, device=mat.device) + 1) / up - aflt).roll(1 - aflt * up)
     yi, xi = torch.meshgrid(taps, taps, indexing="ij")
@@ -252,7 +253,7 @@ def _label_batch(
         c = table[torch.randint(0, table.shape[0], [n], generator=gen)]
     c = torch.as_tensor(c, dtype=torch.float32).to(device)
     if tuple(c.shape) != (n, G.c_dim):
-        raise ValueError(f"compute_equivariance: labels gave shape {tuple(c.shape)}, expected {(n, G.c_dim)}")
+        raise InputError(f"compute_equivariance: labels gave shape {tuple(c.shape)}, expected {(n, G.c_dim)}")
     return c
 
 
@@ -300,10 +301,10 @@ def compute_equivariance(
         ValueError: no metric asked, or G has no input transform (e.g. a StyleGAN2 generator).
     """
     if not (eqt_int or eqt_frac or eqr):
-        raise ValueError("compute_equivariance: ask for at least one of eqt_int, eqt_frac, eqr")
+        raise InputError("compute_equivariance: ask for at least one of eqt_int, eqt_frac, eqr")
     transform = getattr(getattr(getattr(G, "synthesis", None), "input", None), "transform", None)
     if not isinstance(transform, torch.Tensor):
-        raise ValueError(
+        raise InputError(
             "compute_equivariance: the generator has no input transform (synthesis.input.transform); the "
             "equivariance metrics need a StyleGAN3 generator"
         )

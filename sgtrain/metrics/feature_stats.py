@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from sgtrain.data.stream import mix_seed
+from sgtrain.errors import InputError
 from sgtrain.metrics.detector_files import default_cache_dir
 from sgtrain.metrics.detectors import FeatureDetector
 from sgtrain.metrics.image_sources import ImageSource
@@ -135,7 +136,7 @@ class FeatureStats:
                 self.raw_mean = torch.zeros([self.num_features], dtype=torch.float64, device=x.device)
                 self.raw_cov = torch.zeros([self.num_features] * 2, dtype=torch.float64, device=x.device)
         elif x.shape[1] != self.num_features:
-            raise ValueError(f"feature size changed from {self.num_features} to {x.shape[1]}")
+            raise InputError(f"feature size changed from {self.num_features} to {x.shape[1]}")
         self.num_items += int(x.shape[0])
         if self.capture_mean_cov:
             x64 = x.to(self.raw_mean.device, torch.float64)
@@ -190,7 +191,7 @@ class FeatureStats:
                 mean = x.mean(dim=0)
                 cov = x.T @ x / x.shape[0] - torch.outer(mean, mean)
                 return mean.numpy(), cov.numpy()
-            raise ValueError("no features were accumulated for mean/covariance")
+            raise InputError("no features were accumulated for mean/covariance")
         mean = self.raw_mean / self.num_items
         cov = self.raw_cov / self.num_items - torch.outer(mean, mean)
         return mean.numpy(), cov.numpy()
@@ -202,7 +203,7 @@ class FeatureStats:
             ValueError: features were not kept (``capture_all=False``) or :meth:`finalize` was not called.
         """
         if self.features is None:
-            raise ValueError("features were not kept: build FeatureStats(capture_all=True) and call finalize()")
+            raise InputError("features were not kept: build FeatureStats(capture_all=True) and call finalize()")
         return self.features.numpy()
 
     # ------------------------------------------------------------------ cache files
@@ -296,7 +297,7 @@ def to_rgb(images: torch.Tensor) -> torch.Tensor:
         x = images.to(torch.float32)
         a = x[:, 3:] / 255
         return (x[:, :3] * a + 255 * (1 - a)).round().clamp(0, 255).to(images.dtype)
-    raise ValueError(f"the feature networks take 1, 3 or 4 channel images, got {c}; pack the data with "
+    raise InputError(f"the feature networks take 1, 3 or 4 channel images, got {c}; pack the data with "
                      "`sgtrain-data pack --channels 3`")
 
 
@@ -372,7 +373,7 @@ def compute_dataset_stats(source: ImageSource, detector: FeatureDetector, detect
             progress("dataset features", min(done, num), num)
     stats.finalize(device)
     if stats.num_items != num:
-        raise ValueError(f"{source.name}: read {stats.num_items} of {num} images (damaged samples were skipped); "
+        raise InputError(f"{source.name}: read {stats.num_items} of {num} images (damaged samples were skipped); "
                          f"repair or repack the data")
     if path is not None and rank == 0:
         stats.save(path, meta)
@@ -412,7 +413,7 @@ def generated_batches(G: torch.nn.Module, num: int, batch_size: int = 64, batch_
     """
     c_dim = int(getattr(G, "c_dim", 0))
     if c_dim > 0 and labels is None:
-        raise ValueError(f"G is conditional (c_dim {c_dim}): the metrics need real data to draw labels from "
+        raise InputError(f"G is conditional (c_dim {c_dim}): the metrics need real data to draw labels from "
                          f"(pass data=...)")
     device = torch.device(device)
     batch_gen = batch_gen or min(batch_size, 4)

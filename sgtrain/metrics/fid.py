@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from sgtrain.errors import InputError
+
 __all__ = ["compute_fid", "frechet_distance"]
 
 FEATURES = dict(return_features=True)  # Inception pool features (2048), before the softmax layer
@@ -41,7 +43,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     s1, s2 = torch.as_tensor(sigma1, dtype=torch.float64), torch.as_tensor(sigma2, dtype=torch.float64)
     d = m1.shape[0]
     if m2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
-        raise ValueError(f"frechet_distance: shapes {tuple(m1.shape)}, {tuple(s1.shape)}, {tuple(m2.shape)}, "
+        raise InputError(f"frechet_distance: shapes {tuple(m1.shape)}, {tuple(s1.shape)}, {tuple(m2.shape)}, "
                          f"{tuple(s2.shape)} do not describe two Gaussians of one dimension")
     s1, s2 = (s1 + s1.T) / 2, (s2 + s2.T) / 2
     evals, evecs = torch.linalg.eigh(s1)

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sgtrain.errors import InputError, MissingFileError
+
 __all__ = ["FolderSource", "ImageSource", "ShardSource", "open_image_source"]
 
 
@@ -77,7 +79,7 @@ def _decode(data: bytes, where: str) -> np.ndarray:
                               else "RGB")
         arr = np.asarray(img)
     if arr.dtype != np.uint8:
-        raise ValueError(f"{where}: pixel type {arr.dtype}, expected 8-bit")
+        raise InputError(f"{where}: pixel type {arr.dtype}, expected 8-bit")
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return arr.transpose(2, 0, 1)
@@ -86,7 +88,7 @@ def _decode(data: bytes, where: str) -> np.ndarray:
 def _stack(arrays: list[np.ndarray], shape: tuple[int, int, int], where: list[str]) -> torch.Tensor:
     for a, w in zip(arrays, where):
         if a.shape != shape:
-            raise ValueError(f"{w}: image of shape {a.shape} (CHW) where the set has {shape}; every image of a set "
+            raise InputError(f"{w}: image of shape {a.shape} (CHW) where the set has {shape}; every image of a set "
                              f"must have the same size and channels")
     return torch.from_numpy(np.stack(arrays))
 
@@ -107,7 +109,7 @@ class ShardSource(ImageSource):
         self.path = os.fspath(path)
         urls, card = resolve_shards(self.path)
         if card is None:
-            raise FileNotFoundError(f"no dataset.json found for shards {self.path!r}; the metrics need the card "
+            raise MissingFileError(f"no dataset.json found for shards {self.path!r}; the metrics need the card "
                                     f"written by `sgtrain-data pack` (shard counts, labels, checksums)")
         self.card = card
         self.urls = urls
@@ -119,7 +121,7 @@ class ShardSource(ImageSource):
         by_name = {s.name: int(s.count) for s in card.shards}
         self.shard_counts = [by_name.get(u.rsplit("/", 1)[-1], 0) for u in urls]
         if sum(self.shard_counts) != self.count:
-            raise ValueError(f"{self.path}: the card counts {self.count} images but its shards list "
+            raise InputError(f"{self.path}: the card counts {self.count} images but its shards list "
                              f"{sum(self.shard_counts)}; repack the data")
         self.offsets = np.concatenate([[0], np.cumsum(self.shard_counts)]).astype(np.int64)
 
@@ -244,11 +246,11 @@ class FolderSource(ImageSource):
                 self._infos = {i.filename: i for i in zf.infolist() if not i.is_dir()}
             self._all = set(self._infos)
         else:
-            raise FileNotFoundError(f"{self.path!r} is neither a directory, a zip file nor a shard directory "
+            raise MissingFileError(f"{self.path!r} is neither a directory, a zip file nor a shard directory "
                                     f"with dataset.json")
         self.files = sorted(f for f in self._all if os.path.splitext(f)[1].lower() in exts)
         if not self.files:
-            raise FileNotFoundError(f"no image files in {self.path!r}")
+            raise MissingFileError(f"no image files in {self.path!r}")
         self.name = os.path.splitext(os.path.basename(os.path.normpath(self.path)))[0] or "images"
         self.count = len(self.files)
         self._zip: zipfile.ZipFile | None = None
@@ -276,7 +278,7 @@ class FolderSource(ImageSource):
         table = dict(raw)
         missing = [f for f in self.files if f not in table]
         if missing:
-            raise ValueError(f"{self.path}/dataset.json has no label for {missing[:3]} ({len(missing)} images)")
+            raise InputError(f"{self.path}/dataset.json has no label for {missing[:3]} ({len(missing)} images)")
         arr = np.array([table[f] for f in self.files])
         if arr.ndim == 1:
             onehot = np.zeros([len(arr), int(arr.max()) + 1], dtype=np.float32)
@@ -344,5 +346,5 @@ def open_image_source(data: Any) -> ImageSource:
         return ShardSource(path)
     if not os.path.exists(path) and ("{" in path or "://" in path or path.startswith("pipe:")):
         return ShardSource(path)
-    raise FileNotFoundError(f"no image data at {path!r}: expected a shard directory written by `sgtrain-data pack`, "
+    raise MissingFileError(f"no image data at {path!r}: expected a shard directory written by `sgtrain-data pack`, "
                             f"an image folder or a zip of images")

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from sgtrain.errors import InputError
+
 __all__ = ["compute_is", "inception_score_from_probs"]
 
 PROBS = dict(no_output_bias=True)
@@ -36,7 +38,7 @@ def inception_score_from_probs(probs: np.ndarray, num_splits: int = 10) -> tuple
     p = np.asarray(probs, dtype=np.float64)
     n = p.shape[0]
     if p.ndim != 2 or n < num_splits:
-        raise ValueError(f"IS needs [N, K] probabilities with N >= {num_splits} splits, got {p.shape}")
+        raise InputError(f"IS needs [N, K] probabilities with N >= {num_splits} splits, got {p.shape}")
     scores = []
     for i in range(num_splits):
         part = p[i * n // num_splits:(i + 1) * n // num_splits]

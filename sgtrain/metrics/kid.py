@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torchmetrics.image.kid import poly_mmd
 
+from sgtrain.errors import InputError
+
 __all__ = ["compute_kid", "kid_from_features"]
 
 FEATURES = dict(return_features=True)
@@ -42,10 +44,10 @@ def kid_from_features(real: np.ndarray, gen: np.ndarray, num_subsets: int = 100,
         ValueError: fewer than 2 images on a side, or feature sizes differ.
     """
     if real.ndim != 2 or gen.ndim != 2 or real.shape[1] != gen.shape[1]:
-        raise ValueError(f"KID needs [N, D] features of one size, got {real.shape} and {gen.shape}")
+        raise InputError(f"KID needs [N, D] features of one size, got {real.shape} and {gen.shape}")
     m = min(real.shape[0], gen.shape[0], max_subset_size)
     if m < 2:
-        raise ValueError(f"KID needs at least 2 images on each side, got {real.shape[0]} real and {gen.shape[0]} "
+        raise InputError(f"KID needs at least 2 images on each side, got {real.shape[0]} real and {gen.shape[0]} "
                          f"generated")
     rng = np.random.RandomState(seed)
     real_t = torch.from_numpy(np.asarray(real, dtype=np.float64)).to(device)

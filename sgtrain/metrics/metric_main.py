@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from sgtrain.errors import InputError
 from sgtrain.metrics import fid as _fid
 from sgtrain.metrics import inception_score as _is
 from sgtrain.metrics import kid as _kid
@@ -116,7 +117,7 @@ class MetricOptions:
                    capture_all: bool = False, capture_mean_cov: bool = False) -> FeatureStats:
         """Features of the first ``max_items`` real images (cached)."""
         if self.data is None:
-            raise ValueError("this metric needs real images: pass data=... (--data or --real)")
+            raise InputError("this metric needs real images: pass data=... (--data or --real)")
         return compute_dataset_stats(self.data, self.detector(kind), detector_kwargs, max_items, capture_all,
                                      capture_mean_cov, self.batch_size, self.workers, self.cache, self.cache_dir,
                                      self.progress)
@@ -126,13 +127,13 @@ class MetricOptions:
         """Features of ``num`` generated images, or of the first ``num`` images of the fake set."""
         if self.fake is not None:
             if self.fake.count < num:
-                raise ValueError(f"the second image set holds {self.fake.count} images but the metric needs {num}; "
+                raise InputError(f"the second image set holds {self.fake.count} images but the metric needs {num}; "
                                  f"pass num_gen={self.fake.count} (--num-gen) or a metric with a smaller count")
             return compute_dataset_stats(self.fake, self.detector(kind), detector_kwargs, num, capture_all,
                                          capture_mean_cov, self.batch_size, self.workers, self.cache, self.cache_dir,
                                          self.progress)
         if self.G is None:
-            raise ValueError("no generator and no second image set to evaluate")
+            raise InputError("no generator and no second image set to evaluate")
         return compute_generator_stats(self.G, self.detector(kind), detector_kwargs, num, capture_all,
                                        capture_mean_cov, self.batch_size, self.batch_gen, self.seed,
                                        self.label_sampler(), self.G_kwargs, self.progress)
@@ -155,11 +156,11 @@ def _equivariance(spec: MetricSpec, opts: MetricOptions, num_gen: int) -> dict[s
     G = opts.G
     transform = getattr(getattr(getattr(G, "synthesis", None), "input", None), "transform", None)
     if not isinstance(transform, torch.Tensor):
-        raise ValueError(f"{spec.name} moves the input of the synthesis network: it needs a generator with an input "
+        raise InputError(f"{spec.name} moves the input of the synthesis network: it needs a generator with an input "
                          f"transform (StyleGAN3's synthesis.input.transform); {type(G).__module__}.{type(G).__name__}"
                          " has none")
     if opts.G_kwargs:
-        raise ValueError(f"{spec.name} renders G's own mapping without truncation (as NVlabs does); drop "
+        raise InputError(f"{spec.name} renders G's own mapping without truncation (as NVlabs does); drop "
                          f"{sorted(opts.G_kwargs)} (--psi)")
     batch = spec.params["batch_size"]
     which = {k: True for k in ("eqt_int", "eqt_frac", "eqr") if spec.params.get(k)}
@@ -284,11 +285,11 @@ def compute_metric(name: str, G: torch.nn.Module, data: Any = None, detector: An
     if data is not None:
         opts.data = open_image_source(data)
     if spec.needs_real and opts.data is None:
-        raise ValueError(f"{name} compares with real images: pass data= (a shard directory, image folder or zip)")
+        raise InputError(f"{name} compares with real images: pass data= (a shard directory, image folder or zip)")
     if G is None:
-        raise ValueError(f"{name} evaluates a generator: pass G (or use compute_metric_between for two image sets)")
+        raise InputError(f"{name} evaluates a generator: pass G (or use compute_metric_between for two image sets)")
     if int(getattr(G, "c_dim", 0)) > 0 and opts.data is None and spec.kind != "eq":
-        raise ValueError(f"G is conditional (c_dim {G.c_dim}): pass data= so that labels follow the real data")
+        raise InputError(f"G is conditional (c_dim {G.c_dim}): pass data= so that labels follow the real data")
     return _finish(spec, opts, int(num_gen) if num_gen is not None else spec.num_gen, start)
 
 
@@ -298,23 +299,29 @@ def compute_metric_between(name: str, real: Any, fake: Any, detector: Any = None
                            progress: bool | Progress | None = None) -> dict[str, Any]:
     """Evaluate metric ``name`` between two image sets: ``real`` as the reference, ``fake`` in place of G.
 
-    The fake side uses its first ``num_gen`` images (the count in the name, e.g. 50,000 for fid50k_full) and fails
-    when it holds fewer; IS reads only ``fake``; PPL needs a generator and is refused. Both sets are cached.
-    Arguments as :func:`compute_metric`.
+    As pytorch-fid and torch-fidelity do, every image of ``fake`` is used unless ``num_gen`` is given (then its
+    first ``num_gen`` images, failing when it holds fewer); ``real`` gives every image for the ``_full`` metrics and
+    the name's count otherwise (``fid50k``: 50,000). IS reads only ``fake``; PPL and the equivariance metrics need a
+    generator and are refused. Both sets are cached. Arguments as :func:`compute_metric`.
 
+    Returns:
+        As :func:`compute_metric`, ``num_gen`` being the fake images used, with ``num_real``: the real images used
+        (0 for IS).
     Raises:
-        ValueError: PPL or an equivariance metric, or a fake set smaller than ``num_gen``.
+        InputError: PPL or an equivariance metric, or a fake set smaller than ``num_gen``.
     """
     start = time.time()
     spec = parse_metric(name)
     if spec.kind == "ppl":
-        raise ValueError(f"{name} walks the latent space of a generator; it cannot compare two image sets")
+        raise InputError(f"{name} walks the latent space of a generator; it cannot compare two image sets")
     if spec.kind == "eq":
-        raise ValueError(f"{name} moves the input of a generator's synthesis network; it cannot compare two image "
+        raise InputError(f"{name} moves the input of a generator's synthesis network; it cannot compare two image "
                          "sets")
     device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     opts = _make_opts(spec, detector, device, cache, cache_dir, seed, batch_size, None, workers, progress)
     opts.fake = open_image_source(fake)
     if spec.needs_real:
         opts.data = open_image_source(real)
-    return _finish(spec, opts, int(num_gen) if num_gen is not None else spec.num_gen, start)
+    out = _finish(spec, opts, opts.fake.num_items(None) if num_gen is None else int(num_gen), start)
+    out["num_real"] = opts.data.num_items(spec.max_real) if spec.needs_real else 0
+    return out

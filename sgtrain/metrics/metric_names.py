@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from sgtrain.errors import InputError
+
 __all__ = ["MetricSpec", "is_valid_metric", "list_metric_patterns", "parse_metric"]
 
 
@@ -87,7 +89,7 @@ def parse_metric(name: str) -> MetricSpec:
             return MetricSpec(name, "pr", "vgg16", n, 200000 if m.group(3) else n,
                               dict(nhood_size=k, row_batch_size=10000, col_batch_size=10000))
         return MetricSpec(name, "is", "inception", n, None, dict(num_splits=10))
-    raise ValueError(f"unknown metric {name!r}; use one of {', '.join(list_metric_patterns())} (N = thousands of "
+    raise InputError(f"unknown metric {name!r}; use one of {', '.join(list_metric_patterns())} (N = thousands of "
                      f"images, e.g. fid50k_full, kid10k_full, pr50k3_full, is50k; equivariance of StyleGAN3: "
                      f"eqt50k_int, eqt50k_frac, eqr50k), or swd")
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from sgtrain.data.stream import mix_seed
+from sgtrain.errors import InputError
 from sgtrain.metrics.feature_stats import FeatureStats, dist_rank_world
 
 __all__ = ["compute_ppl", "path_lengths", "ppl_from_distances", "slerp"]
@@ -67,7 +68,7 @@ def path_lengths(G: torch.nn.Module, lpips: Callable[[torch.Tensor], torch.Tenso
         ValueError: unknown space or sampling.
     """
     if space not in ("z", "w") or sampling not in ("full", "end"):
-        raise ValueError(f"PPL space must be 'z' or 'w' and sampling 'full' or 'end', got {space!r}, {sampling!r}")
+        raise InputError(f"PPL space must be 'z' or 'w' and sampling 'full' or 'end', got {space!r}, {sampling!r}")
     device = c.device
     n = c.shape[0]
     t = torch.rand([n], generator=generator).to(device) * (1 if sampling == "full" else 0)
@@ -86,7 +87,7 @@ def path_lengths(G: torch.nn.Module, lpips: Callable[[torch.Tensor], torch.Tenso
     img = G.synthesis(ws=torch.cat([wt0, wt1]), noise_mode="const", force_fp32=True, **(G_kwargs or {}))
     if crop:
         if img.shape[2] != img.shape[3]:
-            raise ValueError(f"the PPL crop needs square images, got {tuple(img.shape[2:])}")
+            raise InputError(f"the PPL crop needs square images, got {tuple(img.shape[2:])}")
         k = img.shape[2] // 8
         img = img[:, :, k * 3:k * 7, k * 2:k * 6]
     factor = G.img_resolution // 256
@@ -120,7 +121,7 @@ def compute_ppl(opts: Any, num_samples: int, epsilon: float, space: str, samplin
         ValueError: no generator, or one without ``mapping``/``synthesis``.
     """
     if opts.G is None or not hasattr(opts.G, "mapping") or not hasattr(opts.G, "synthesis"):
-        raise ValueError("PPL needs a style-based generator (with mapping and synthesis networks)")
+        raise InputError("PPL needs a style-based generator (with mapping and synthesis networks)")
     detector = opts.detector("vgg16", lpips=True)
     device = detector.device
     G = copy.deepcopy(opts.G).eval().requires_grad_(False).to(device)

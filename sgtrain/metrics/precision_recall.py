@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sgtrain.errors import InputError
 from sgtrain.metrics.feature_stats import dist_rank_world
 
 __all__ = ["compute_pr", "knn_radii", "manifold_coverage", "precision_recall_from_features"]
@@ -54,7 +55,7 @@ def knn_radii(manifold: torch.Tensor, nhood_size: int = 3, row_batch_size: int =
     """
     n = manifold.shape[0]
     if n <= nhood_size:
-        raise ValueError(f"precision/recall need more than k = {nhood_size} images per set, got {n}")
+        raise InputError(f"precision/recall need more than k = {nhood_size} images per set, got {n}")
     rank, world = dist_rank_world()
     radii = torch.zeros([n], dtype=torch.float32, device=manifold.device)
     starts = list(range(0, n, row_batch_size))

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sgtrain.errors import InputError
+
 __all__ = [
     "SWDDescriptors",
     "gaussian_pyramid_down",
@@ -117,9 +119,9 @@ def swd_resolutions(resolution: int, min_res: int = MIN_RES) -> list[int]:
         ValueError: resolution < min_res, or min_res too small for 7x7 neighbourhoods (< 8).
     """
     if min_res < 8:
-        raise ValueError(f"SWD: min_res must be >= 8 for 7x7 neighbourhoods, got {min_res}")
+        raise InputError(f"SWD: min_res must be >= 8 for 7x7 neighbourhoods, got {min_res}")
     if resolution < min_res:
-        raise ValueError(f"SWD needs images of at least {min_res}x{min_res} pixels, got {resolution}; "
+        raise InputError(f"SWD needs images of at least {min_res}x{min_res} pixels, got {resolution}; "
                          f"lower min_res (>= 8) for smaller images")
     res, out = resolution, []
     while res >= min_res:
@@ -199,7 +201,7 @@ def sliced_wasserstein_distance(a: torch.Tensor, b: torch.Tensor, dir_repeats: i
         ValueError: shapes differ or are not 2-D.
     """
     if a.ndim != 2 or a.shape != b.shape:
-        raise ValueError(f"sliced_wasserstein_distance needs two [M, D] sets of the same shape, got "
+        raise InputError(f"sliced_wasserstein_distance needs two [M, D] sets of the same shape, got "
                          f"{tuple(a.shape)} and {tuple(b.shape)}; use the same number of images for both sets")
     if generator is None:
         generator = torch.Generator().manual_seed(0)
@@ -278,10 +280,10 @@ class SWDDescriptors:
         """
         x = torch.as_tensor(images_uint8)
         if x.dtype != torch.uint8:
-            raise ValueError(f"SWD expects uint8 images in [0, 255], got {x.dtype}; convert float images in [-1, 1] "
+            raise InputError(f"SWD expects uint8 images in [0, 255], got {x.dtype}; convert float images in [-1, 1] "
                              f"with generated_images_uint8 or (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)")
         if x.ndim != 4 or tuple(x.shape[2:]) != self.size:
-            raise ValueError(f"SWD expects images [N, C, {self.size[0]}, {self.size[1]}], got {tuple(x.shape)}")
+            raise InputError(f"SWD expects images [N, C, {self.size[0]}, {self.size[1]}], got {tuple(x.shape)}")
         x = x.to(self.device, torch.float32)
         levels = laplacian_pyramid(x, len(self.resolutions))
         for parts, level, positions in zip(self._parts, levels, self._positions):
@@ -295,7 +297,7 @@ class SWDDescriptors:
             ValueError: no images were added.
         """
         if self.num_images == 0:
-            raise ValueError("SWD: no images were added; the image source is empty")
+            raise InputError("SWD: no images were added; the image source is empty")
         return [_normalize_descriptors(torch.cat(parts, dim=0)) for parts in self._parts]
 
 
@@ -311,7 +313,7 @@ def _collect(images: Any, resolution: int | tuple[int, int] | None, batch_size: 
             acc = SWDDescriptors(resolution or tuple(batch.shape[-2:]), seed=seed, device=device, **kwargs)
         acc.add(batch)
     if acc is None:
-        raise ValueError("SWD: the image source is empty")
+        raise InputError("SWD: the image source is empty")
     return acc
 
 
@@ -355,12 +357,12 @@ def sliced_wasserstein(reals_uint8: Any, fakes_uint8: Any, nhood_size: int = NHO
     if reals_descriptors is None:
         reals = _collect(reals_uint8, fakes.size, batch_size, None, seed, device, **kw)
         if reals.num_images != fakes.num_images:
-            raise ValueError(f"SWD needs as many reals as fakes; got {reals.num_images} reals and "
+            raise InputError(f"SWD needs as many reals as fakes; got {reals.num_images} reals and "
                              f"{fakes.num_images} fakes")
         reals_descriptors = reals.finalize()
     desc_fake = fakes.finalize()
     if len(reals_descriptors) != len(desc_fake):
-        raise ValueError(f"SWD: reals have {len(reals_descriptors)} pyramid levels, fakes {len(desc_fake)}; "
+        raise InputError(f"SWD: reals have {len(reals_descriptors)} pyramid levels, fakes {len(desc_fake)}; "
                          f"use images of the same resolution")
     generator = torch.Generator().manual_seed(int(seed) + 1)
     dists = [sliced_wasserstein_distance(r, f, dir_repeats, dirs_per_repeat, generator)
@@ -393,7 +395,7 @@ def generated_images_uint8(G: torch.nn.Module, num: int, batch_size: int = 32, s
     """
     c_dim = int(getattr(G, "c_dim", 0))
     if c_dim > 0 and (labels is None or labels.shape[0] < num):
-        raise ValueError(f"generated_images_uint8: G is conditional (c_dim {c_dim}); pass labels [>= {num}, {c_dim}] "
+        raise InputError(f"generated_images_uint8: G is conditional (c_dim {c_dim}); pass labels [>= {num}, {c_dim}] "
                          f"(e.g. drawn from the dataset's labels)")
     if device is None:
         p = next(iter(G.parameters()), None)
@@ -454,7 +456,7 @@ def swd_generator(G: torch.nn.Module, reals: Any, num: int = 2048, batch_size: i
                 gh = int(getattr(G, "img_height", G.img_resolution))
                 gw = int(getattr(G, "img_width", G.img_resolution))
                 if tuple(img.shape[-2:]) != (gh, gw):
-                    raise ValueError(f"SWD: the reals are {img.shape[-1]}x{img.shape[-2]} but G makes "
+                    raise InputError(f"SWD: the reals are {img.shape[-1]}x{img.shape[-2]} but G makes "
                                      f"{gw}x{gh} images; use the data G was trained on")
                 if acc is None:
                     acc = SWDDescriptors((gh, gw), seed=seed, device=device, **desc_kw)
@@ -462,13 +464,13 @@ def swd_generator(G: torch.nn.Module, reals: Any, num: int = 2048, batch_size: i
                     acc.add(img[i:i + 256])
             if need_labels:
                 if c is None:
-                    raise ValueError("SWD: G is conditional but the reals carry no labels; give (img, c) batches")
+                    raise InputError("SWD: G is conditional but the reals carry no labels; give (img, c) batches")
                 labels.append(torch.as_tensor(c)[: img.shape[0]].float())
             count += img.shape[0]
             if count >= num:
                 break
         if count < num:
-            raise ValueError(f"SWD: asked for {num} images but the real data gave only {count}; lower --num")
+            raise InputError(f"SWD: asked for {num} images but the real data gave only {count}; lower --num")
         if need_reals:
             reals_descriptors = acc.finalize()
     fakes = generated_images_uint8(G, num, batch_size=batch_size, seed=seed,
@@ -499,7 +501,7 @@ def iter_shard_reals(path: str, num: int, batch_size: int = 64, seed: int = 0, n
     dm = ShardDataModule(path, batch_size=min(batch_size, num), num_workers=num_workers, xflip=False, seed=seed,
                          persistent_workers=False, use_labels=use_labels)
     if dm.count < num:
-        raise ValueError(f"SWD: asked for {num} images but {path} holds {dm.count}; lower --num to at most {dm.count}")
+        raise InputError(f"SWD: asked for {num} images but {path} holds {dm.count}; lower --num to at most {dm.count}")
     got = 0
     for _ in range(2 + num // max(1, dm.count)):  # an epoch drops its last partial batch: read on into the next
         for img, c in dm.train_dataloader(rank=0, world_size=1):
@@ -508,7 +510,7 @@ def iter_shard_reals(path: str, num: int, batch_size: int = 64, seed: int = 0, n
             yield img, c
             if got >= num:
                 return
-    raise ValueError(f"SWD: the data loader gave only {got} of {num} images from {path}; lower --num")
+    raise InputError(f"SWD: the data loader gave only {got} of {num} images from {path}; lower --num")
 
 
 def swd_generator_vs_shards(G: torch.nn.Module, path: str, num: int = 2048, batch_size: int = 32, seed: int = 0,

@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import torch
 
+from sgtrain.errors import InputError, MissingFileError
+
 __all__ = ["VGG16_URL", "VGG16Features", "load_vgg16"]
 
 VGG16_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt"
@@ -81,9 +83,9 @@ def load_vgg16(
         ValueError: the file is neither TorchScript nor a VGG16 state dict.
     """
     if path is None:
-        raise FileNotFoundError(_NO_VGG)
+        raise MissingFileError(_NO_VGG)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"--vgg '{path}' does not exist. " + _NO_VGG)
+        raise MissingFileError(f"--vgg '{path}' does not exist. " + _NO_VGG)
     try:
         script = torch.jit.load(str(path), map_location=device).eval()
     except Exception:
@@ -101,15 +103,15 @@ def load_vgg16(
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise ValueError(f"'{path}' is neither a TorchScript module nor a state dict. " + _NO_VGG)
+        raise InputError(f"'{path}' is neither a TorchScript module nor a state dict. " + _NO_VGG)
     model = VGG16Features()
     want = model.features.state_dict()
     got = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
     missing = [k for k in want if k not in got]
     if missing:
-        raise ValueError(f"'{path}' lacks VGG16 weights {['features.' + k for k in missing[:4]]}... " + _NO_VGG)
+        raise InputError(f"'{path}' lacks VGG16 weights {['features.' + k for k in missing[:4]]}... " + _NO_VGG)
     bad = [k for k in want if tuple(got[k].shape) != tuple(want[k].shape)]
     if bad:
-        raise ValueError(f"'{path}' has shapes that are not VGG16's for {['features.' + k for k in bad[:4]]}")
+        raise InputError(f"'{path}' has shapes that are not VGG16's for {['features.' + k for k in bad[:4]]}")
     model.features.load_state_dict({k: got[k] for k in want})
     return model.eval().requires_grad_(False).to(device)

@@ -16,7 +16,7 @@ job's children with that job's overrides only. This module adds (decisions writt
   ``scontrol requeue <job>`` for the requeue signals (SIGUSR1 from ``sbatch --signal=USR1@90``, SIGUSR2 from
   submitit) and the trainer stops. SIGTERM (preemption, ``scancel``, the
   end of the time limit) saves and stops without requeueing: a preempting SLURM requeues the job itself, and
-  ``scancel`` means stop.
+  ``scancel`` means stop. SIGINT (Ctrl-C) does as SIGTERM; a second Ctrl-C aborts at once without saving.
 * **Local sweeps with DDP** (:func:`ddp_job_scope`): between the jobs of ``sgtrain-train -m ... trainer=ddp`` it
   destroys the process group and removes the environment variables Lightning's launcher left in the parent
   (without it the second job finds the first job's process group still initialised and fails with "Connection
@@ -342,10 +342,11 @@ def save_checkpoint(trainer: Any, path: str | os.PathLike) -> None:
 
 
 class RequeueOnSignal(_Callback):
-    """Checkpoint at a step boundary on SIGUSR1/SIGUSR2/SIGTERM, requeue the SLURM job on SIGUSR1/SIGUSR2, stop.
+    """Checkpoint at a step boundary on SIGUSR1/SIGUSR2/SIGTERM/SIGINT, requeue the SLURM job on SIGUSR1/2, stop.
 
     The handlers are installed in ``on_train_start`` (after Lightning's own, which they replace for these signals:
-    Lightning's SIGTERM handler would broadcast from inside the handler and end the fit with an exception) and
+    Lightning's SIGTERM handler would broadcast from inside the handler and end the fit with an exception; for
+    SIGINT Python's KeyboardInterrupt reaches Lightning, which shuts down without saving and exits 1) and
     restored at ``teardown``. A signal sets a flag only; at the end of an iteration (every ``sync_every`` iterations
     with several processes) all ranks take the maximum of their flags (one all-reduce), so a signal that reached one
     rank stops all of them at the same iteration.
@@ -359,7 +360,8 @@ class RequeueOnSignal(_Callback):
         requeue: requeue on the requeue signals; None = when inside SLURM.
         requeue_signals: signals that mean "time is up, come back later" (sbatch ``--signal=USR1@90``; submitit
             uses USR2).
-        stop_signals: signals that mean "stop" (SIGTERM: preemption, scancel, the time limit itself).
+        stop_signals: signals that mean "stop" (SIGTERM: preemption, scancel, the time limit itself; SIGINT: Ctrl-C,
+            where a second one, before the first is served, ends the process at once with 130 and saves nothing).
         sync_every: with several processes, agree on the flag every this many iterations (one all-reduce, a host
             sync); a single process looks at its flag after every iteration at no cost.
     """
@@ -370,7 +372,7 @@ class RequeueOnSignal(_Callback):
         save_fn: Callable[[Any, str], None] | None = None,
         requeue: bool | None = None,
         requeue_signals: Sequence[int] = (signal.SIGUSR1, signal.SIGUSR2),
-        stop_signals: Sequence[int] = (signal.SIGTERM,),
+        stop_signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT),
         sync_every: int = 8,
     ) -> None:
         super().__init__()
@@ -403,12 +405,18 @@ class RequeueOnSignal(_Callback):
 
     # signal plumbing
     def _handler(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self.signum == signal.SIGINT:  # a second Ctrl-C: the user will not wait
+            with contextlib.suppress(Exception):
+                os.write(2, b"sgtrain: second SIGINT; aborting without saving\n")
+            os._exit(128 + signal.SIGINT)  # the checkpoint writer is atomic: last.ckpt stays the previous good one
         level = _REQUEUE if signum in self.requeue_signals else _STOP
         self.flag = max(self.flag, level)
         self.signum = self.signum or signum
         # logging from a handler can deadlock on the logging lock; write the note directly
         with contextlib.suppress(Exception):
-            os.write(2, f"sgtrain: received signal {signal.Signals(signum).name}; will checkpoint and stop\n".encode())
+            again = " (Ctrl-C again to abort without saving)" if signum == signal.SIGINT else ""
+            os.write(2, f"sgtrain: received signal {signal.Signals(signum).name}; will checkpoint and stop{again}\n"
+                     .encode())
 
     def _signals(self) -> tuple[int, ...]:
         return (*self.requeue_signals, *self.stop_signals)

@@ -10,6 +10,7 @@ before any network, datamodule or logger exists. The names of the other modules 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import json
@@ -31,6 +32,7 @@ from .keys import (  # noqa: F401  (re-exported)
     _dotted_keys,
     _target_params,
     check_keys,
+    check_typed_keys,
     unknown_key_error,
 )
 from .resolvers import _card_of, _data, _dataset_name, _eval, _required, register_configs  # noqa: F401
@@ -47,20 +49,42 @@ from .schema import (  # noqa: F401
 CONFIG_DIR = next(iter(importlib.import_module("sgtrain.conf").__path__))  # the repo's conf/ (setup.py)
 
 
-def precheck_overrides(overrides: list[str]) -> str | None:
-    """The error for the first command-line key that does not exist (typed without ``+``), or None.
+DATASET_PATH_REQUIRED = ("dataset.path is required: pass dataset.path=DIR, a directory written by `sgtrain-data pack "
+                         "SRC DIR --resolution R` (or a URL pattern of .tar shards)")
 
-    Hydra refuses such a key itself, but its message suggests adding it with ``+key=value``, which would then train
-    with the misspelt key ignored; this names the nearest existing key instead. Group choices (``model=progan``...)
-    are applied first, so family keys are checked against the chosen family; sweep lists take their first value.
-    Keys with ``+``, ``++`` or ``~`` and ``hydra.*`` are left to Hydra and :func:`check_keys`.
+
+def _group_choice_error(err: Exception) -> str | None:
+    """One line for Hydra's "Could not find 'model/stylegan5'" (a group option that does not exist), or None."""
+    missing, options = getattr(err, "missing_cfg_file", None), getattr(err, "options", None)
+    if not missing or options is None or "/" not in str(missing):
+        return None
+    group, name = str(missing).rsplit("/", 1)
+    near = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    where = "conf/" + group + "/*.yaml, or one of your own on hydra.searchpath"
+    return (f"{group}={name}: no such option; the options are {', '.join(options)} ({where})"
+            + (f"; did you mean {group}={near[0]}?" if near else ""))
+
+
+def precheck_overrides(overrides: list[str]) -> str | None:
+    """The error for the first command-line mistake found from the config alone, or None; runs before Hydra's app and
+    before torch or Lightning is imported, so that such a mistake fails in about a second with one line.
+
+    Found here: a group option that does not exist (``model=stylegan5``: the options named); a key that does not
+    exist typed without ``+`` (Hydra refuses it itself, but its message suggests adding it with ``+key=value``,
+    which would then train with the misspelt key ignored; this names the nearest existing key instead); a plain
+    typo of a typed group's key added with ``+`` (``+train.kimgg=1``); a ``dataset.path`` that is missing, does not
+    exist or holds no packed shards (the ``sgtrain-data pack`` command to run is named). Group choices
+    (``model=progan``...) are applied first, so family keys are checked against the chosen family; sweep lists take
+    their first value. Everything else is left to Hydra, :func:`check_keys` and :func:`validate_config`.
     """
-    pairs = [o.split("=", 1) for o in overrides if "=" in o and not o.startswith("-")]
+    args = [o for o in overrides if "=" in o and not o.startswith("-")]
+    pairs = [o.split("=", 1) for o in args]
+    search = [o for o in args if o.split("=", 1)[0].lstrip("+") == "hydra.searchpath"]
     choices = [f"{k}={v.split(',')[0]}" for k, v in pairs if k in _GROUPS]
     try:
-        cfg = compose(choices)
-    except Exception:  # a bad group choice: Hydra's own message lists the options
-        return None
+        cfg = compose(search + choices)
+    except Exception as err:  # a bad group choice: one line naming the options; anything else is Hydra's to report
+        return _group_choice_error(err)
     keys = _dotted_keys(cfg)
     for key, _ in pairs:
         if key in _GROUPS or key.startswith(("+", "~", "hydra.", "hydra/")) or "/" in key:
@@ -70,7 +94,9 @@ def precheck_overrides(overrides: list[str]) -> str | None:
             names = list(node.keys()) if isinstance(node, DictConfig) else []  # keys() also lists '???' values
             if part not in names and not (part.isdigit() and int(part) in names):
                 parent = key.rsplit(".", 1)[0] if "." in key else "the config"
-                return str(unknown_key_error(key, keys, f"{parent} has no such key", added=False))
+                plain_typo = difflib.get_close_matches(key, keys, n=1, cutoff=0.8)
+                return str(unknown_key_error(key, keys, f"{parent} has no such key", added=False,
+                                             families=not plain_typo))
             if part not in names:  # an int key (schedule.minibatch_dict.8): Hydra can only replace the whole dict
                 table = key.rsplit(".", 1)[0]
                 return (f"{key}: a per-resolution table is set as a dict, e.g. {table}={{{part}: VALUE, ...}} "
@@ -79,6 +105,22 @@ def precheck_overrides(overrides: list[str]) -> str | None:
             if OmegaConf.is_interpolation(node, part) or OmegaConf.is_missing(node, part):
                 break
             node = node[part]
+    if any(o.startswith("-") for o in overrides):
+        return None  # -m (each job is checked when it starts), --cfg (print only), -cn/-cp (another config)...
+    try:
+        cfg = compose([o for o in args if not o.split("=", 1)[0].lstrip("+~").startswith(("hydra.", "hydra/"))
+                       or o in search])
+    except Exception:
+        return None  # Hydra reports it
+    try:
+        check_typed_keys(cfg, light=True)
+        if OmegaConf.is_missing(cfg.dataset, "path"):
+            return DATASET_PATH_REQUIRED
+        read_card(str(cfg.dataset.path))
+    except ConfigError as err:
+        return str(err)
+    except Exception:  # e.g. an interpolation that does not resolve: validate_config names the key
+        return None
     return None
 
 
@@ -86,7 +128,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "train") -> D
     """Compose the packaged ``sgtrain/conf`` configs outside the CLI (tests, notebooks).
 
     Args:
-        overrides: Hydra overrides, e.g. ``["model=stylegan2_small", "dataset.path=data/emoji"]``.
+        overrides: Hydra overrides, e.g. ``["model=stylegan2_small", "dataset.path=data/smileys"]``.
     Returns:
         The composed DictConfig (struct mode; interpolations not yet resolved).
     Raises:
@@ -105,7 +147,8 @@ def read_card(path: str) -> dict[str, Any] | None:
     """Read ``dataset.json`` for a shard directory (or the directory of a local shard pattern); None if remote.
 
     Raises:
-        ConfigError: a local directory without dataset.json, or a path that does not exist.
+        ConfigError: a path that does not exist, a folder or archive of images that is not packed yet, or a local
+            directory without dataset.json; the message gives the ``sgtrain-data pack`` command for ``path``.
     """
     p = str(path)
     if "://" in p and not p.startswith("file://"):
@@ -116,14 +159,36 @@ def read_card(path: str) -> dict[str, Any] | None:
     if os.path.isfile(card):
         with open(card) as f:
             return json.load(f)
+    out = p.rstrip("/\\")
+    if os.path.exists(out):
+        out = (os.path.splitext(out)[0] if os.path.isfile(out) else out) + "-shards"
+    pack = f"`sgtrain-data pack SRC {out} --resolution R` (SRC: your folder, .zip or LMDB of images; R: the side)"
+    if os.path.isfile(p) and p.lower().endswith(".zip") or os.path.isdir(p) and _holds_images(p):
+        raise ConfigError(f"dataset.path={path!r} holds images that are not packed into shards yet: run `sgtrain-data "
+                      f"pack {p} {out} --resolution R` (R: the side in pixels) and pass dataset.path={out}")
+    if not os.path.exists(p) and not any(ch in p for ch in "*?[{"):
+        raise ConfigError(f"dataset.path={path!r} does not exist: pack your images there with {pack}, or pass the "
+                      "directory you packed into")
     if not os.path.exists(d or "."):
-        raise ConfigError(
-            f"dataset.path={path!r} does not exist; pack images first with `sgtrain-data pack SRC OUT` "
-            f"and pass dataset.path=OUT"
-        )
-    raise ConfigError(
-        f"dataset.path={path!r} has no dataset.json; it must be a directory written by `sgtrain-data pack`"
-    )
+        raise ConfigError(f"dataset.path={path!r}: {d} does not exist: pack your images with {pack}")
+    raise ConfigError(f"dataset.path={path!r} has no dataset.json, so it was not written by `sgtrain-data pack`: pack "
+                  f"your images with {pack}, or pass the directory you packed into")
+
+
+#: Extensions of the image files ``sgtrain-data pack`` reads (for the hint that a folder is not packed yet).
+_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def _holds_images(folder: str, limit: int = 2000) -> bool:
+    """Whether ``folder`` or its first-level subfolders hold an image file (looks at ``limit`` entries at most)."""
+    seen = 0
+    for root, dirs, files in os.walk(folder):
+        if any(f.lower().endswith(_IMAGE_EXTENSIONS) for f in files):
+            return True
+        seen += len(files) + len(dirs)
+        if seen > limit or root != folder:
+            dirs[:] = []  # the top level and its direct subfolders only
+    return False
 
 
 def world_size_of(cfg: DictConfig) -> int:
@@ -218,10 +283,7 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
             not divide the world size / batch_gpu / mbstd group, unknown logger, non-positive lengths.
     """
     if OmegaConf.is_missing(cfg.dataset, "path"):
-        raise ConfigError(
-            "dataset.path is required: pass dataset.path=DIR, a directory written by `sgtrain-data pack SRC DIR` "
-            "(or a URL pattern of .tar shards)"
-        )
+        raise ConfigError(DATASET_PATH_REQUIRED)
     check_keys(cfg)
     card = read_card(cfg.dataset.path)
     from sgtrain.data.stream import check_labels_source

@@ -33,13 +33,17 @@ MOVED_KEYS = {
 }
 
 
-def unknown_key_error(key: str, candidates: list[str], why: str, added: bool = True) -> ConfigError:
+def unknown_key_error(key: str, candidates: list[str], why: str, added: bool = True,
+                      families: bool = True) -> ConfigError:
     """A ConfigError for an unknown ``key`` that names the nearest of ``candidates`` when one is close (or where a
     key of an earlier version moved, :data:`MOVED_KEYS`); ``added``: the key got into the config with ``+``/``++``
-    (the message says why that is refused too)."""
-    from sgtrain.models.family import registered
+    (the message says why that is refused too); ``families``: also look up the families' moved keys (imports every
+    family package, and with it torch; False for the pre-check before the heavy imports)."""
+    table = dict(MOVED_KEYS)
+    if families:
+        from sgtrain.models.family import registered
 
-    table = {**MOVED_KEYS, **{k: v for f in registered().values() for k, v in f.moved_keys.items()}}
+        table.update({k: v for f in registered().values() for k, v in f.moved_keys.items()})
     moved = next((new for old, new in table.items() if key == old or key.startswith(old + ".")), None)
     if moved:
         return ConfigError(f"unknown key {key}: it moved to {moved}")
@@ -95,6 +99,35 @@ def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
     return out
 
 
+def check_typed_keys(cfg: DictConfig, light: bool = False) -> None:
+    """The part of :func:`check_keys` that needs only the schema: the top-level groups and the keys of the typed
+    groups (dataset, train, run, trainer, logger, augment).
+
+    Args:
+        light: for the pre-check before torch is imported: an unknown key is reported only when it is a plain typo
+            (a candidate at least 80 % alike); others are left to the full check, whose message may say where a key
+            of an earlier version moved (the families' tables, which import the families).
+    Raises:
+        ConfigError: the first unknown key, with a suggestion when one is close.
+    """
+
+    def refuse(key: str, candidates: list[str], why: str) -> None:
+        if light and not difflib.get_close_matches(key, candidates, n=1, cutoff=0.8):
+            return
+        raise unknown_key_error(key, candidates, why, families=not light)
+
+    roots = [f.name for f in dataclasses.fields(TrainSchema)]
+    for key in cfg:
+        if key not in roots and key != "hydra":
+            refuse(str(key), roots, "not a config group of sgtrain-train")
+    for group, schema in _TYPED_GROUPS.items():
+        fields = [f.name for f in dataclasses.fields(schema)]
+        for key in cfg[group] if group in cfg else ():
+            if key not in fields:
+                refuse(f"{group}.{key}", [f"{group}.{f}" for f in fields],
+                       f"{group} has no such setting (docs/training.md lists them)")
+
+
 def check_keys(cfg: DictConfig) -> None:
     """Refuse keys nothing reads, whatever added them (a typo, ``+key=``, ``++key=``), naming the nearest valid key.
 
@@ -106,16 +139,7 @@ def check_keys(cfg: DictConfig) -> None:
     Raises:
         ConfigError: the first unknown key, with a suggestion when one is close.
     """
-    roots = [f.name for f in dataclasses.fields(TrainSchema)]
-    for key in cfg:
-        if key not in roots and key != "hydra":
-            raise unknown_key_error(str(key), roots, "not a config group of sgtrain-train")
-    for group, schema in _TYPED_GROUPS.items():
-        fields = [f.name for f in dataclasses.fields(schema)]
-        for key in cfg[group]:
-            if key not in fields:
-                raise unknown_key_error(f"{group}.{key}", [f"{group}.{f}" for f in fields],
-                               f"{group} has no such setting (docs/training.md lists them)")
+    check_typed_keys(cfg)
     for group in ("model", "loss", "schedule"):
         if cfg.get(group) is not None:
             _check_target_nodes(cfg[group], group)

@@ -20,6 +20,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sgtrain.errors import UserError
+
 from .cluster import RequeueOnSignal, cluster_plugins, ddp_job_scope, env_global_rank
 from .config import (
     ConfigError,
@@ -30,6 +32,7 @@ from .config import (
     validate_config,
     world_size_of,
 )
+from .threads import available_cores, thread_policy
 
 
 def resolve_run_dir(cfg: DictConfig) -> str:
@@ -463,8 +466,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from .ddp import GANDDPStrategy
 
     _quiet_warnings()
-    if cfg.trainer.threads:
-        torch.set_num_threads(int(cfg.trainer.threads))
+    workers = cfg.dataset.num_workers
+    if workers is None:
+        workers = min(3, max(0, available_cores() - 1))
+    # intra-op threads + loader workers fit the cores free to the process (sgtrain.training.threads)
+    threads, threads_why = thread_policy(cfg.trainer.threads, workers, world // max(1, int(cfg.trainer.num_nodes)))
+    if threads:
+        torch.set_num_threads(threads)
     torch.backends.cuda.matmul.allow_tf32 = bool(cfg.trainer.tf32)  # NVlabs: off (exact R1 / path length numbers)
     torch.backends.cudnn.allow_tf32 = bool(cfg.trainer.tf32)
     L.seed_everything(int(cfg.train.seed), workers=True, verbose=False)
@@ -492,14 +500,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 f.write(OmegaConf.to_yaml(OmegaConf.create(overrides)))
         if cfg.run.print_config:
             print(resolved)
+        else:
+            print(f"sgtrain-train: the resolved config is in {cfg_path} (run.print_config=true prints it)")
 
     t = cfg.train
     loader_batch = parts.loader_batch
     on_cuda = cfg.trainer.accelerator in ("gpu", "cuda") or (cfg.trainer.accelerator == "auto"
                                                               and torch.cuda.is_available())
-    workers = cfg.dataset.num_workers
-    if workers is None:
-        workers = min(3, max(0, (os.cpu_count() or 1) - 1))
     pin = on_cuda if cfg.dataset.pin_memory is None else bool(cfg.dataset.pin_memory)
     dm = ShardDataModule(
         cfg.dataset.path, batch_size=loader_batch, num_workers=workers, xflip=cfg.dataset.xflip,
@@ -565,7 +572,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if rank0:
         print(f"sgtrain-train: run directory {run_dir}; "
               + (f"resuming from {ckpt_path}" if ckpt_path else "starting from scratch")
-              + f" (set-up {time.time() - t_start:.1f} s)", flush=True)
+              + f" (set-up {time.time() - t_start:.1f} s); intra-op threads: {torch.get_num_threads()} ({threads_why}; "
+              "trainer.threads=N to choose)", flush=True)
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     requeue_cb.exit_if_stopped()  # stopped by a signal: not finished; exit 128+signal (no next sweep job, no result)
     out: dict[str, Any] = {"run_dir": run_dir, "kimg": module.kimg, "complete": module.kimg >= t.kimg}
@@ -579,9 +587,12 @@ def main_entry(cfg: DictConfig) -> Any:
     try:
         with ddp_job_scope():  # the next job of a local -m sweep starts without this job's process group / env
             out = train(cfg)
-    except ConfigError as err:
+    except UserError as err:  # ConfigError and every other error the user can fix; anything else is a bug
         print(f"sgtrain-train: error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C during set-up (once training runs, RequeueOnSignal saves and stops)
+        print("sgtrain-train: interrupted before training started; nothing to save", file=sys.stderr, flush=True)
+        sys.exit(130)
     if _is_rank_zero():
         print_summary(out["run_dir"])
     return out

@@ -27,7 +27,7 @@ class DatasetConfig:
     name: str | None = None  # Short name for the run directory; None = the last component of path.
     xflip: bool = False  # Randomly mirror real images left-right (NVlabs --mirror).
     cond: bool | None = None  # Condition on labels; None = when the shards carry labels (c_dim > 0).
-    num_workers: int | None = None  # DataLoader worker processes per rank; None = min(3, CPU cores - 1) (NVlabs: 3).
+    num_workers: int | None = None  # DataLoader worker processes per rank; None = min(3, free cores - 1) (NVlabs: 3).
     pin_memory: bool | None = None  # Page-locked batches for faster host-to-GPU copies; None = when training on CUDA.
     shuffle: int = 1000  # Shuffle-buffer size in samples (0 = stream order).
 
@@ -94,7 +94,7 @@ class TrainerConfig:
     strategy: str = "auto"  # 'auto' (GAN DDP when more than one process), 'ddp', 'single'.
     precision: str = "32-true"  # Lightning precision: only 32-true; FP16 inside the nets is model.num_fp16_res.
     tf32: bool = False  # TF32 matmuls/convolutions on Ampere+ GPUs; off as in NVlabs (R1/PL numbers drift with it).
-    threads: int | None = None  # torch.set_num_threads per process; None = torch's default.
+    threads: int | None = None  # torch.set_num_threads per process; None = free cores minus its loader workers.
     deterministic: bool = False  # torch.use_deterministic_algorithms.
     progress_bar: bool = True  # Show the kimg progress bar.
     benchmark: bool = True  # cudnn.benchmark on CUDA.
