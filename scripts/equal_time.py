@@ -48,12 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--swd-images", type=int, default=512, help="images per set for SWD (default 512)")
     p.add_argument("--grid", default="4x8", help="grid of seeds 0.. rendered from each run (RxC, default 4x8)")
     p.add_argument("--extra", default="", help="overrides added to every run (space-separated)")
+    p.add_argument("--score-only", action="store_true", help="score the runs already in --out; train nothing")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", WANDB_MODE="offline", WANDB_SILENT="true")
     procs = {}
     for name, overrides in args.run:
+        if args.score_only:
+            procs[name] = (None, None, overrides, out / name)
+            continue
         run_dir = out / name
         cmd = [*_tool("sgtrain-train"), *overrides, f"dataset.path={args.data}", f"run.dir={run_dir}",
                "trainer.threads=1", "dataset.num_workers=0", "logger=none", "trainer.progress_bar=false",
@@ -62,12 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         procs[name] = (subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True),
                        log, cmd, run_dir)
     t0 = time.time()
-    while time.time() - t0 < args.minutes * 60 and any(pr.poll() is None for pr, *_ in procs.values()):
+    running = [pr for pr, *_ in procs.values() if pr is not None]
+    while running and time.time() - t0 < args.minutes * 60 and any(pr.poll() is None for pr in running):
         time.sleep(1)
-    for pr, *_ in procs.values():
+    for pr in running:
         if pr.poll() is None:
             pr.send_signal(signal.SIGTERM)
     for pr, log, _cmd, _dir in procs.values():
+        if pr is None:
+            continue
         try:
             pr.wait(timeout=600)
         except subprocess.TimeoutExpired:

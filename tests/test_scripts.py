@@ -243,6 +243,9 @@ def test_equal_time_trains_side_by_side_and_scores_each(tmp_path):
     runs = [f"sg2={' '.join(TINY_FAMILIES['stylegan2'])} {common}", f"r3={' '.join(TINY_FAMILIES['r3gan'])} {common}"]
     res = _run(["scripts/equal_time.py", "--minutes", "0.75", "--data", str(shards), "--out", str(tmp_path / "out"),
                 "--swd-images", "16", "--grid", "2x2", *[a for r in runs for a in ("--run", r)]], timeout=600)
+    again = _run(["scripts/equal_time.py", "--score-only", "--data", str(shards), "--out", str(tmp_path / "out"),
+                  "--swd-images", "8", "--grid", "1x2", *[a for r in runs for a in ("--run", r)]], timeout=600)
+    assert again.returncode == 0 and "| r3 |" in again.stdout, again.stderr[-2000:]
     assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-2000:])
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert [r["name"] for r in summary["runs"]] == ["sg2", "r3"]
