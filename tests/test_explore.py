@@ -73,7 +73,7 @@ def G():
 @pytest.fixture(scope="module")
 def client(G):
     ex = Explorer({"sg2": G, "zonly": ProGANLike().eval()}, w_avg_samples=200)
-    return TestClient(create_app(ex)), ex
+    return TestClient(create_app(ex, hosts=("testserver",))), ex
 
 
 # Capabilities and render controls -----------------------------------------------------------------------------------
@@ -267,6 +267,9 @@ def test_projection_job_progress_and_cancel(client, G):
     assert len([x for x in c.get("/api/networks").json() if x["name"] == "sg2"][0]["latents"]) >= 1
     r = c.post("/api/project", files={"file": ("seven.png", png_bytes(target))},
                data={"net": "sg2", "steps": "100000", "loss": "mse"})
+    assert r.status_code == 400 and "steps must be between 1 and 20000" in r.json()["error"]  # bounded work
+    r = c.post("/api/project", files={"file": ("seven.png", png_bytes(target))},
+               data={"net": "sg2", "steps": "20000", "loss": "mse"})
     jid = r.json()["id"]
     c.post(f"/api/jobs/{jid}/cancel")
     for _ in range(400):
@@ -506,7 +509,7 @@ def test_other_families_by_capability():
     assert not capabilities(pg).w_space
     caps = capabilities(sg3)
     assert caps.w_space and caps.transform and caps.noise_layers == []
-    c = TestClient(create_app(Explorer({"pg": pg, "sg3": sg3}, w_avg_samples=100)))
+    c = TestClient(create_app(Explorer({"pg": pg, "sg3": sg3}, w_avg_samples=100), hosts=("testserver",)))
     r = c.post("/api/render", json={"net": "pg", "a": {"seed": 1}, "b": {"seed": 2}, "mix": "0-1"})
     assert r.status_code == 400 and r.json()["error"].startswith(
         "this network has no W space (ProGAN): style mixing needs a style-based generator")
@@ -539,7 +542,7 @@ def test_projection_progress_without_a_callback(G, monkeypatch):
         path = os.path.join(tmp, "t.png")
         PIL.Image.fromarray(render_ws(G, seeds_to_ws(G, [7]))[0].numpy()).save(path)
         done = ex.start_projection("sg2", path, "t", steps=12)
-        slow = ex.start_projection("sg2", path, "t", steps=100000)
+        slow = ex.start_projection("sg2", path, "t", steps=20000)
         ex.cancel(slow)
         wait_for(lambda: ex.jobs[done].state != "running" and ex.jobs[slow].state != "running", 60, "the jobs")
     assert ex.jobs[done].state == "done" and ex.jobs[done].done_steps == 12 and ex.jobs[done].latent in ex.latents

@@ -170,3 +170,42 @@ def test_clis_print_one_line_and_exit_2_for_broken_files(tmp_path, name):
                           "--outdir", str(tmp_path / "gen")], capture_output=True, text=True, timeout=300)
     _one_line_exit_2(gen)
 
+
+
+def _deflate(src: Path, dst: Path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info.filename))
+
+
+def test_compressed_storage_bomb_is_refused_before_inflating(tmp_path):
+    import torch
+
+    big = tmp_path / "big.ckpt"
+    torch.save({"state_dict": {"G.w": torch.zeros(48 * 2**20)}}, big)  # 192 MiB of zeros, stored
+    bomb = tmp_path / "bomb.ckpt"
+    _deflate(big, bomb)
+    big.unlink()
+    assert bomb.stat().st_size < 2 * 2**20
+    with pytest.raises(NetworkFileError, match="deflate bomb"):
+        load_network(bomb)
+    r = _run(["sgtrain-convert", str(bomb), str(tmp_path / "out")], tmp_path)
+    assert "deflate bomb" in _one_line_exit_2(r)
+    good = _run(["sgtrain-convert", str(PORTABLE.with_suffix(".json")), str(tmp_path / "good")], tmp_path)
+    rss_gb, base_gb = (int(x.stderr.split("maxrss_kb")[1].split()[0]) / 2**20 for x in (r, good))
+    assert rss_gb < base_gb + 0.1, (rss_gb, base_gb)
+
+
+def test_tensor_declared_larger_than_its_storage_is_refused(tmp_path):
+    import torch
+
+    from sgtrain.io.safe_pickle import check_view
+
+    storage = torch.zeros(16).untyped_storage()
+    check_view(storage, 0, (2, 2), (2, 1))  # 16 bytes of storage hold a 4-element uint8 view
+    with pytest.raises(pickle.UnpicklingError, match="needs 1000001 elements; its storage holds 64"):
+        check_view(storage, 1, (1000, 1000), (1000, 1))
+    with pytest.raises(pickle.UnpicklingError, match="non-negative"):
+        check_view(storage, -1, (2,), (1,))

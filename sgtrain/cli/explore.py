@@ -50,13 +50,24 @@ def _main(args: argparse.Namespace) -> None:
         paths[name] = path
     explorer = Explorer(nets, paths, directions=args.directions or (), vgg=args.vgg, batch_size=args.batch_size,
                         sefa_count=args.sefa, w_avg_samples=args.w_avg_samples)
-    app = create_app(explorer)
+    app = create_app(explorer, hosts=_allowed_hosts(args))
     # torch's optimizers import torch._dynamo on first use (seconds): do it now, so the first projection starts at once.
     threading.Thread(target=lambda: torch.optim.Adam([torch.zeros(1, requires_grad=True)]), daemon=True).start()
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"sgtrain-explore: http://{host}:{args.port}/  ({len(nets)} network{'s' if len(nets) > 1 else ''}; "
           "Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+
+
+def _allowed_hosts(args: argparse.Namespace) -> list[str]:
+    """Host names the page may be reached under besides localhost: the bound address, --allow-host, and for a
+    wildcard bind (0.0.0.0, ::) this machine's names."""
+    import socket
+
+    hosts = [args.host, *(args.allow_host or [])]
+    if args.host in ("0.0.0.0", "::", ""):
+        hosts += [socket.gethostname(), socket.getfqdn()]
+    return hosts
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -68,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="network to explore (repeat for several; the page switches between them)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--allow-host", action="append", metavar="NAME",
+                   help="another name the page is reached under (its Host header; repeat); others get 403")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--batch-size", type=int, default=16, help="images per network call (default: 16)")
     p.add_argument("--directions", action="append", metavar="NPZ",

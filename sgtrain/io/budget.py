@@ -19,7 +19,11 @@ import torch
 
 from sgtrain.io.errors import NetworkFileError
 
-__all__ = ["DEFAULT_MAX_BYTES", "check_before_build", "max_network_bytes"]
+__all__ = ["DEFAULT_MAX_BYTES", "INFLATION", "check_before_build", "check_zip_inflation", "max_network_bytes"]
+
+#: How much larger than the file its compressed zip entries may unpack to (torch.save stores entries uncompressed;
+#: a deflated entry that unpacks to more than this is a "deflate bomb": 3.1 MB that would take 3.67 GB).
+INFLATION = 4
 
 DEFAULT_MAX_BYTES = 8 << 30
 
@@ -60,3 +64,29 @@ def check_before_build(build: Callable[[], torch.nn.Module], tensors: Mapping[st
         raise NetworkFileError(f"{what}: its keywords build a network of {size / 2**30:.1f} GiB, above the ceiling of "
                                f"{max_network_bytes() / 2**30:.1f} GiB; if you trust the file, raise "
                                "SGTRAIN_MAX_NETWORK_BYTES")
+
+
+def check_zip_inflation(fileobj, file_bytes: int, what: str) -> None:
+    """Refuse a zip (a torch file) whose compressed entries would unpack to more than ``INFLATION`` times the file's
+    size (and at least 64 MiB): the sizes are read from the zip directory, nothing is unpacked.
+
+    Args:
+        fileobj: the zip, a path or a seekable binary file.
+        file_bytes: the size of the file on disk (bytes).
+        what: the file, for the message.
+
+    Raises:
+        NetworkFileError: the entries declare too much, or the zip directory cannot be read.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(fileobj) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise NetworkFileError(f"{what}: not a readable zip ({e})") from e
+    packed = sum(i.file_size for i in infos if i.compress_type != zipfile.ZIP_STORED)
+    limit = max(64 << 20, INFLATION * int(file_bytes))
+    if packed > limit:
+        raise NetworkFileError(f"{what}: its compressed entries unpack to {packed / 2**20:.0f} MiB from a "
+                               f"{file_bytes / 2**20:.1f} MiB file (more than {INFLATION}x); refusing a deflate bomb")

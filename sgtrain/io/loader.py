@@ -120,7 +120,13 @@ def _load_file(p: Path) -> dict[str, Any]:
 
 
 def _torch_load(p: Path) -> Any:
-    """``torch.load(weights_only=True)``; argparse.Namespace (rosinality's saved args) is the one extra class."""
+    """``torch.load(weights_only=True)``; argparse.Namespace (rosinality's saved args) is the one extra class. A zip
+    whose compressed entries would inflate far past the file's size is refused first (a deflate bomb)."""
+    from sgtrain.io.budget import check_zip_inflation
+
+    with open(p, "rb") as f:
+        if f.read(4) == b"PK\x03\x04":
+            check_zip_inflation(p, p.stat().st_size, str(p))
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(p, map_location="cpu", weights_only=True)

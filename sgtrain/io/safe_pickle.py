@@ -170,6 +170,10 @@ def _load_from_bytes(data: bytes) -> Any:
     """A storage that plain ``pickle`` embedded as ``torch.save`` bytes, read with torch's allow-list loader."""
     if not isinstance(data, (bytes, bytearray)):
         raise pickle.UnpicklingError("torch storage payload is not bytes")
+    if bytes(data[:4]) == b"PK\x03\x04":
+        from sgtrain.io.budget import check_zip_inflation
+
+        check_zip_inflation(io.BytesIO(data), len(data), "an embedded torch storage")
     try:
         storage = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -182,10 +186,37 @@ def _load_from_bytes(data: bytes) -> Any:
     return storage
 
 
+def check_view(storage: Any, storage_offset: Any, size: Any, stride: Any) -> None:
+    """Refuse a tensor view that reaches past the end of its storage, or has a negative size, stride or offset (a
+    tensor declared larger than its storage would read memory that is not the file's).
+
+    Raises:
+        pickle.UnpicklingError: naming the view and the storage's size.
+    """
+    if isinstance(storage, torch.TypedStorage):
+        numel = storage.size()
+    elif isinstance(storage, torch.UntypedStorage):
+        numel = storage.nbytes()
+    else:
+        raise pickle.UnpicklingError(f"tensor storage is a {type(storage).__name__}, not a torch storage")
+    try:
+        size, stride = tuple(size), tuple(stride)
+    except TypeError:
+        raise pickle.UnpicklingError("tensor view size / stride are not sequences") from None
+    if not (type(storage_offset) is int and storage_offset >= 0 and len(size) == len(stride)
+            and all(type(n) is int and n >= 0 for n in size) and all(type(t) is int and t >= 0 for t in stride)):
+        raise pickle.UnpicklingError(f"tensor view offset={storage_offset!r:.40} size={size!r:.80} "
+                                     f"stride={stride!r:.80} is not a view of non-negative integers")
+    if any(n == 0 for n in size):
+        return
+    need = storage_offset + 1 + sum((n - 1) * t for n, t in zip(size, stride))
+    if need > numel:
+        raise pickle.UnpicklingError(f"tensor of size {list(size)} needs {need} elements; its storage holds {numel}")
+
+
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
                        metadata=None):
-    if not isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)):
-        raise pickle.UnpicklingError(f"tensor storage is a {type(storage).__name__}, not a torch storage")
+    check_view(storage, storage_offset, size, stride)
     return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, False, collections.OrderedDict(),
                                            metadata)
 

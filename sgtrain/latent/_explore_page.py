@@ -24,6 +24,9 @@ PAGE = r"""<!doctype html>
             margin-bottom: 10px; }
   section h2 { font-size: 13px; margin: 0 0 6px; text-transform: uppercase; letter-spacing: .04em; color: #555; }
   img.px { image-rendering: pixelated; background: #000; }
+  img.px:not([src]) { display: none; }  /* no broken image before the first render */
+  #grid:empty::before { content: "loading seeds..."; color: var(--dim); }
+  #mainLoading { padding: 40px 0; text-align: center; color: var(--dim); }
   #grid { display: grid; grid-template-columns: repeat(4, 1fr); gap: 3px; }
   #grid img { width: 100%; cursor: pointer; border: 2px solid transparent; }
   #grid img.selA { border-color: var(--accent); }
@@ -77,6 +80,7 @@ PAGE = r"""<!doctype html>
   </div>
   <div>
     <section>
+      <div id="mainLoading">loading the first image (the network is being mapped)...</div>
       <img id="main" class="px" alt="main image">
       <div class="thumbs">
         <figure><img id="imgA" class="px" alt="A"><figcaption>A</figcaption></figure>
@@ -230,6 +234,7 @@ async function doRender() {
       $("figMix").classList.toggle("hidden", !r.images.mix);
       if (r.images.mix) $("imgMix").src = r.images.mix;
       $("main").src = r.images[r.main];
+      if ($("mainLoading")) $("mainLoading").remove();
       $("dlPng").href = r.images[r.main];
       $("dlPng").download = S.net + (st.mix ? "-mix" : "") + ".png";
       markGrid();
@@ -288,14 +293,22 @@ function fillLatentSelect(id, latents, withNone) {
   if ([...sel.options].some((o) => o.value === old)) sel.value = old;
 }
 
+// Data from the server (names, labels, layer lists) goes into the page as text, never as HTML.
+function el(tag, props, ...children) {
+  const e = document.createElement(tag);
+  Object.assign(e, props || {});
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
 function buildDirections(n) {
   const box = $("dirs"); box.innerHTML = "";
   const lim = Math.max(1, Math.round((n.w_scale || 1) * 100) / 100);
   for (const d of n.directions) {
     const row = document.createElement("div"); row.className = "row";
-    row.innerHTML = `<label title="layers ${d.layers}">${d.name}</label>` +
-      `<input type="range" min="${-lim}" max="${lim}" step="${lim / 50}" value="0" data-id="${d.id}">` +
-      `<span class="note">0</span>`;
+    const input = el("input", { type: "range", min: -lim, max: lim, step: lim / 50, value: 0 });
+    input.dataset.id = d.id;
+    row.append(el("label", { title: "layers " + d.layers }, d.name), input, el("span", { className: "note" }, "0"));
     const s = row.querySelector("input"), v = row.querySelector("span");
     s.addEventListener("input", () => { v.textContent = parseFloat(s.value).toFixed(2); requestRender(); });
     box.appendChild(row);
@@ -307,7 +320,9 @@ function buildNoise(n) {
   const box = $("noiseList"); box.innerHTML = "";
   for (const name of n.caps.noise_layers) {
     const l = document.createElement("label"); l.style.display = "block";
-    l.innerHTML = `<input type="checkbox" checked data-layer="${name}"> ${name}`;
+    const box2 = el("input", { type: "checkbox", checked: true });
+    box2.dataset.layer = name;
+    l.append(box2, " " + name);
     l.querySelector("input").addEventListener("change", requestRender);
     box.appendChild(l);
   }
@@ -368,7 +383,8 @@ async function layerView() {
     const box = $("layerView"); box.innerHTML = "";
     for (const c of r.cells) {
       const f = document.createElement("figure");
-      f.innerHTML = `<img class="px" src="${c.image}"><figcaption>${c.label}<br>${c.layers}</figcaption>`;
+      f.append(el("img", { className: "px", src: c.image }),
+               el("figcaption", {}, c.label, el("br"), c.layers));
       f.addEventListener("click", () => { $("mixLayers").value = c.layers; $("mix").checked = true; requestRender(); });
       box.appendChild(f);
     }
@@ -425,7 +441,7 @@ function showJob(job) {
   const box = $("projImages"); box.innerHTML = "";
   for (const [k, v] of Object.entries(job.images)) {
     const f = document.createElement("figure");
-    f.innerHTML = `<img class="px" src="${v}"><figcaption>${k}</figcaption>`;
+    f.append(el("img", { className: "px", src: v }), el("figcaption", {}, k));
     box.appendChild(f);
   }
 }

@@ -53,7 +53,53 @@ from sgtrain.latent.studio import (
     require_w,
 )
 
-__all__ = ["Explorer", "create_app", "png_bytes", "network_name"]
+__all__ = ["LIMITS", "Explorer", "create_app", "png_bytes", "network_name"]
+
+#: What one client may make the explorer hold or do (docs/security.md, "The explorer").
+LIMITS = dict(
+    json_body=1 * 2**20,  # bytes of a JSON request body
+    upload=64 * 2**20,  # bytes of an uploaded file (and of an .npz's contents, counted after decompression)
+    npz_members=64,  # arrays in an uploaded .npz
+    results_bytes=256 * 2**20,  # rendered results kept in the cache (data URLs), in bytes
+    latents=4096,  # latents kept (uploads and projections)
+    directions=1024,  # directions per network
+    running_jobs=2,  # projection jobs running at once
+    kept_jobs=64,  # finished jobs kept for the page to read
+    steps=20000,  # steps of one projection
+)
+
+
+def _size_of(obj: Any) -> int:
+    """Approximate bytes held by a JSON-like result (its strings: the data URLs)."""
+    if isinstance(obj, str):
+        return len(obj)
+    if isinstance(obj, dict):
+        return sum(_size_of(v) for v in obj.values()) + 64
+    if isinstance(obj, (list, tuple)):
+        return sum(_size_of(v) for v in obj) + 64
+    return 16
+
+
+def check_npz_upload(path: str) -> None:
+    """Refuse an uploaded .npz whose arrays, decompressed, exceed :data:`LIMITS` (a small file may inflate to
+    gigabytes: the "npz bomb"); the sizes are read from the zip directory, nothing is decompressed.
+
+    Raises:
+        InputError: not a zip, too many arrays, or contents larger than the upload limit.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise InputError(f"not an .npz file ({e})") from e
+    if len(infos) > LIMITS["npz_members"]:
+        raise InputError(f"the .npz holds {len(infos)} arrays; at most {LIMITS['npz_members']} are accepted")
+    total = sum(i.file_size for i in infos)
+    if total > LIMITS["upload"]:
+        raise InputError(f"the .npz's arrays take {total} bytes once decompressed; at most {LIMITS['upload']} are "
+                         "accepted")
 
 
 def png_bytes(image: np.ndarray | torch.Tensor) -> bytes:
@@ -236,6 +282,8 @@ class Explorer:
                 fits = False
             if not fits:
                 continue
+            if len(net.directions) + d.shape[0] > LIMITS["directions"]:
+                raise InputError(f"network '{net.name}' keeps at most {LIMITS['directions']} directions")
             for k in range(d.shape[0]):
                 did = self._new_id("dir")
                 name = found["names"][k] if label is None or d.shape[0] > 1 else label
@@ -249,6 +297,8 @@ class Explorer:
 
     def add_latent(self, net_name: str, latent: torch.Tensor, name: str, kind: str = "w") -> str:
         """Keep a latent ([num_ws, w_dim] ws, or [z_dim] z with kind 'z') for ``net_name``; returns its id."""
+        if len(self.latents) >= LIMITS["latents"]:
+            raise InputError(f"this explorer keeps at most {LIMITS['latents']} latents; restart it to clear them")
         lid = self._new_id("lat")
         self.latents[lid] = dict(net=net_name, value=latent.detach().cpu(), name=name, kind=kind)
         return lid
@@ -323,7 +373,41 @@ class Explorer:
 
     @staticmethod
     def _state(body: dict) -> dict:
+        """The request's controls, checked: one :class:`InputError` (HTTP 400) naming a bad value."""
+        import math
+
+        if not isinstance(body, dict):
+            raise InputError("the request body must be a JSON object")
+        try:
+            st = Explorer._parse_state(body)
+        except InputError:
+            raise
+        except (TypeError, ValueError, OverflowError, AttributeError, IndexError, KeyError) as e:
+            raise InputError(f"bad request parameter: {type(e).__name__}: {e}") from e
+        numbers = [st["psi"], st["rotate"], *st["translate"], *st["directions"].values()]
+        if not all(math.isfinite(v) for v in numbers):
+            raise InputError("psi, rotate, translate and direction strengths must be finite numbers")
+        if st["cutoff"] is not None and not 0 <= st["cutoff"] <= 4096:
+            raise InputError(f"cutoff={st['cutoff']}: a layer count in [0, num_ws]")
+        if st["mix"] is not None and len(st["mix"]) > 256:
+            raise InputError("mix: a layer range such as '0-3' or a preset name")
+        return st
+
+    @staticmethod
+    def _parse_state(body: dict) -> dict:
         st = dict(body)
+        for key in ("start", "count", "frames"):
+            if key in st and st[key] is not None:
+                st[key] = int(st[key])
+        for key in ("a", "b"):
+            ref = st.get(key)
+            if isinstance(ref, dict) and ref.get("seed") is not None:
+                seed = int(ref["seed"])
+                if not 0 <= seed < 2**32:
+                    raise InputError(f"{key}.seed={seed}: seeds are integers in [0, 2^32)")
+                st[key] = {**ref, "seed": seed}
+            elif ref is not None and not isinstance(ref, dict):
+                raise InputError(f"{key} must be {{'seed': N}} or {{'latent': ID}}")
         st["psi"] = float(st.get("psi", 1.0) if st.get("psi") is not None else 1.0)
         cutoff = st.get("cutoff")
         st["cutoff"] = None if cutoff in (None, "") else int(cutoff)
@@ -362,11 +446,16 @@ class Explorer:
                     self._results.move_to_end(key)
                     return hit
         out = fn()
-        if key is not None:
+        size = _size_of(out)
+        if key is not None and size <= LIMITS["results_bytes"] // 4:
             with self._lock:
                 self._results[key] = out
-                if len(self._results) > 256:
-                    self._results.popitem(last=False)
+                self._results_bytes = getattr(self, "_results_bytes", 0) + size
+                self._sizes = getattr(self, "_sizes", {})
+                self._sizes[key] = size
+                while self._results and (len(self._results) > 256 or self._results_bytes > LIMITS["results_bytes"]):
+                    old, _ = self._results.popitem(last=False)
+                    self._results_bytes -= self._sizes.pop(old, 0)
         return out
 
     def _key(self, kind: str, st: dict) -> str | None:
@@ -404,6 +493,8 @@ class Explorer:
                     if wb is None:
                         raise InputError("style mixing needs a second latent B")
                     layers = style_layers(st["mix"], G.num_ws, G.img_resolution)
+                    if len(layers) > G.num_ws or any(not 0 <= int(i) < G.num_ws for i in layers):
+                        raise InputError(f"mix={st['mix']!r}: layers must lie in 0-{G.num_ws - 1}")
                     out = mixing_grid_ws(G, wa, wb, layers, st["noise_mode"], self.batch_size)
                     imgs = {"a": out["rows"][0], "b": out["cols"][0], "mix": out["mixed"][0, 0]}
                     return dict(images={k: _b64(v) for k, v in imgs.items()}, main="mix", layers=layers)
@@ -544,8 +635,15 @@ class Explorer:
         if loss == "lpips-vgg" and self.vgg is None:
             raise InputError("the lpips-vgg loss needs VGG16 weights: start sgtrain-explore with --vgg PATH, or use "
                              "mse")
-        if not 1 <= int(steps) <= 100000:
-            raise InputError("steps must be between 1 and 100000")
+        if not 1 <= int(steps) <= LIMITS["steps"]:
+            raise InputError(f"steps must be between 1 and {LIMITS['steps']}")
+        running = [j for j in self.jobs.values() if j.state == "running"]
+        if len(running) >= LIMITS["running_jobs"]:
+            raise InputError(f"{len(running)} projections are running (at most {LIMITS['running_jobs']}); wait for one "
+                             "or cancel it")
+        finished = [k for k, j in self.jobs.items() if j.state != "running"]
+        for k in finished[: max(0, len(finished) - LIMITS["kept_jobs"] + 1)]:
+            del self.jobs[k]
         caps = net.caps
         target = load_target(image_path, caps.img_resolution, caps.img_channels)
         job = _Job(self._new_id("job"), net_name, label, int(steps))
@@ -631,13 +729,64 @@ def _try_layers(preset: str, caps) -> bool:
         return False
 
 
-def create_app(explorer: Explorer):
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+_UPLOAD_PATHS = ("/api/latents", "/api/directions", "/api/project")
+
+
+def _host_name(host_header: str) -> str:
+    """'example.org:8000' -> 'example.org', '[::1]:8000' -> '::1' (lower case)."""
+    h = host_header.strip().lower()
+    if h.startswith("["):
+        return h[1:].split("]", 1)[0]
+    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+
+
+def create_app(explorer: Explorer, hosts: Sequence[str] = ()):
     """The FastAPI app: ``GET /`` (the page), ``GET /api/networks``, ``POST /api/render``, ``/api/grid``,
     ``/api/layers``, ``/api/interpolate``, ``/api/latent.npz``, ``/api/latents`` (upload), ``/api/directions``
     (upload), ``/api/project`` (upload, starts a job), ``GET /api/jobs/{id}``, ``POST /api/jobs/{id}/cancel``.
     User errors answer 400 with {"error": message}. Generator calls run in FastAPI's worker threads (sync
-    endpoints), projection in its own thread, so the server stays responsive."""
+    endpoints), projection in its own thread, so the server stays responsive.
+
+    Every request must name an allowed host in its ``Host`` header (``localhost``, ``127.0.0.1``, ``::1`` and
+    ``hosts``, the address the server is bound to): a DNS-rebinding page cannot read the API (403). A request that
+    changes state (any POST) with an ``Origin`` header must come from the page's own origin (403 otherwise: no
+    cross-site upload or render), and its body must declare its size within :data:`LIMITS` (413).
+    """
+    from urllib.parse import urlsplit
+
+    allowed = {h.lower().strip("[]") for h in (*LOCAL_HOSTS, *hosts) if h}
     app = FastAPI(title="sgtrain explorer", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def guard(request, call_next):
+        host = request.headers.get("host", "")
+        if _host_name(host) not in allowed:
+            return JSONResponse({"error": f"Host {host!r} is not this explorer's address (allowed: "
+                                 f"{', '.join(sorted(allowed))}); start sgtrain-explore with --host NAME"}, 403)
+        if request.method not in ("GET", "HEAD"):
+            origin = request.headers.get("origin")
+            if origin is not None:
+                o = urlsplit(origin)
+                if o.scheme not in ("http", "https") or o.netloc.lower() != host.lower():
+                    return JSONResponse({"error": f"cross-origin request from {origin!r} refused"}, 403)
+            if request.headers.get("sec-fetch-site") == "cross-site":
+                return JSONResponse({"error": "cross-site request refused"}, 403)
+            limit = LIMITS["upload"] + 2**20 if request.url.path in _UPLOAD_PATHS else LIMITS["json_body"]
+            length = request.headers.get("content-length")
+            if length is None or not length.isdigit():
+                return JSONResponse({"error": "a request body needs a Content-Length"}, 411)
+            if int(length) > limit:
+                return JSONResponse({"error": f"request body of {length} bytes; at most {limit} accepted"}, 413)
+        return await call_next(request)
+
+    from fastapi.exceptions import RequestValidationError
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request, exc):  # noqa: ARG001
+        first = (exc.errors() or [{}])[0]
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        return JSONResponse({"error": f"bad request: {where}: {first.get('msg', 'invalid')}"[:300]}, status_code=400)
 
     @app.exception_handler(ValueError)
     @app.exception_handler(KeyError)
@@ -682,11 +831,13 @@ def create_app(explorer: Explorer):
         if ext not in suffixes:
             raise InputError(f"'{name}': expected a {' / '.join(suffixes)} file")
         path = os.path.join(tmp, "upload" + ext)
-        data = upload.file.read(256 * 2**20 + 1)
-        if len(data) > 256 * 2**20:
-            raise InputError(f"'{name}' is larger than 256 MiB")
+        data = upload.file.read(LIMITS["upload"] + 1)
+        if len(data) > LIMITS["upload"]:
+            raise InputError(f"'{name}' is larger than {LIMITS['upload'] // 2**20} MiB")
         with open(path, "wb") as f:
             f.write(data)
+        if ext == ".npz":
+            check_npz_upload(path)
         return path
 
     @app.post("/api/latents")

@@ -77,11 +77,15 @@ def style_layers(spec: str | Sequence[int], num_ws: int, img_resolution: int | N
                 raise InputError(f"cannot parse styles '{spec}': use coarse, middle, fine or a range like '0-6'")
             lo = int(m.group(1))
             hi = int(m.group(2)) if m.group(2) is not None else lo
+            if max(lo, hi) >= num_ws:  # checked before the range is built: '0-9999999' allocates nothing
+                raise InputError(f"styles '{part.strip()}' out of range: this network has num_ws={num_ws} "
+                                 f"(layers 0-{num_ws - 1})")
             layers.extend(range(lo, hi + 1))
         layers = sorted(set(layers))
     bad = [i for i in layers if not 0 <= i < num_ws]
     if bad:
-        raise InputError(f"layers {bad} out of range: this network has num_ws={num_ws} (layers 0-{num_ws - 1})")
+        raise InputError(f"layers {bad[:8]}{' ...' if len(bad) > 8 else ''} out of range: this network has "
+                         f"num_ws={num_ws} (layers 0-{num_ws - 1})")
     return layers
 
 
