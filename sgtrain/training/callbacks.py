@@ -41,13 +41,17 @@ from .module import GANModule, TickEvent
 
 # ---------------------------------------------------------------------------------------------------- files
 def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and ``os.replace`` (never a partial file)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` through :func:`sgtrain.io.atomic.atomic_write` (its temporary name, which the
+    start-up cleaner knows), fsynced before ``os.replace`` (never a partial file)."""
+    from ..io.atomic import atomic_write
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    atomic_write(path, write)
 
 
 def _fsync_dir(path: str) -> None:
@@ -394,12 +398,14 @@ class RunCheckpoint(Callback):
             return
         if snap:
             stamped = os.path.join(self.dir, f"ckpt-{kimg_tag(ev.cur_nimg)}.ckpt")
-            tmp = stamped + f".tmp-{os.getpid()}"
-            # a copy, never a hard link: damage in place to one file must not reach the other
-            shutil.copyfile(self.last, tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, stamped)
+            from ..io.atomic import atomic_write
+
+            def copy(tmp: str) -> None:  # a copy, never a hard link: damage in place to one must not reach the other
+                shutil.copyfile(self.last, tmp)
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+
+            atomic_write(stamped, copy)
             write_checksum(stamped)
             self._prune()
         meta = {"kimg": ev.kimg, "cur_nimg": ev.cur_nimg, "total_kimg": pl_module.total_kimg, "done": ev.done,
