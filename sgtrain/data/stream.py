@@ -141,6 +141,11 @@ class TarFormatError(UserError, ValueError):
     """A tar stream that is truncated or damaged."""
 
 
+#: Largest tar member read into memory (a header declaring more is a damaged or hostile shard, refused before any
+#: allocation); a 1024x1024 RGB PNG is about 3 MiB.
+MAX_MEMBER_BYTES = 256 << 20
+
+
 def _read_exact(stream: Any, n: int) -> bytes:
     data = stream.read(n)
     if len(data) == n or not data:
@@ -186,6 +191,10 @@ def iter_tar_members(stream: Any) -> Iterator[tuple[str, bytes]]:
             raise TarFormatError("tar header checksum mismatch (damaged shard)")
         size = _tar_number(header[124:136])
         flag = header[156:157]
+        if size > MAX_MEMBER_BYTES:
+            member = header[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+            raise TarFormatError(f"tar member {member!r} declares {size} bytes, more than the {MAX_MEMBER_BYTES >> 20} "
+                                 "MiB a shard member may hold (damaged or hostile shard; repack it)")
         padded = size + (-size % 512)
         block = _read_exact(stream, padded)
         if len(block) < padded:
@@ -221,17 +230,22 @@ def iter_tar_samples(stream: Any) -> Iterator[dict[str, Any]]:
     The key is the member name up to the first dot of its base name, the field the rest (webdataset's rule).
     """
     current: dict[str, Any] | None = None
-    for name, data in iter_tar_members(stream):
-        slash = name.rfind("/")
-        dot = name.find(".", slash + 1)
-        if dot < 0:
-            continue
-        key, ext = name[:dot], name[dot + 1 :].lower()
-        if current is None or current["__key__"] != key:
-            if current is not None:
-                yield current
-            current = {"__key__": key}
-        current[ext] = data
+    try:
+        for name, data in iter_tar_members(stream):
+            slash = name.rfind("/")
+            dot = name.find(".", slash + 1)
+            if dot < 0:
+                continue
+            key, ext = name[:dot], name[dot + 1 :].lower()
+            if current is None or current["__key__"] != key:
+                if current is not None:
+                    yield current
+                current = {"__key__": key}
+            current[ext] = data
+    except TarFormatError:
+        if current is not None:  # the members read before the damage are kept (a sample missing a field is then
+            yield current  # refused by the reader, counted as corrupt)
+        raise
     if current is not None:
         yield current
 
@@ -306,7 +320,8 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.corrupt[slot % _MAX_SLOTS] += 1
         n = int(self.corrupt.sum())
         if n <= 10 or n % 1000 == 0:
-            warnings.warn(f"sgtrain.data: skipped {what}: {err} (corrupt so far: {n})", stacklevel=2)
+            reason = str(err) or type(err).__name__  # MemoryError() and the like print as nothing
+            warnings.warn(f"sgtrain.data: skipped {what}: {reason} (corrupt so far: {n})", stacklevel=2)
 
     def _read_shard(self, idx: int, k: int, j: int, slot: int) -> Iterator[dict[str, Any]]:
         from webdataset import gopen

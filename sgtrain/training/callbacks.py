@@ -18,12 +18,15 @@ files are written by rank 0 only, collectives (checkpoint RNG gathering) run on 
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import re
 import resource
+import shutil
 import sys
 import time
+import zipfile
 from typing import Any
 
 import lightning as L
@@ -38,13 +41,17 @@ from .module import GANModule, TickEvent
 
 # ---------------------------------------------------------------------------------------------------- files
 def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and ``os.replace`` (never a partial file)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` through :func:`sgtrain.io.atomic.atomic_write` (its temporary name, which the
+    start-up cleaner knows), fsynced before ``os.replace`` (never a partial file)."""
+    from ..io.atomic import atomic_write
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    atomic_write(path, write)
 
 
 def _fsync_dir(path: str) -> None:
@@ -92,8 +99,52 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, f)
             f.flush()
             os.fsync(f.fileno())
+        digest = file_sha256(tmp)
         os.replace(tmp, path)
+        write_checksum(path, digest)
         _fsync_dir(os.path.dirname(path) or ".")
+
+
+def file_sha256(path: str) -> str:
+    """Hex SHA-256 of the file at ``path`` (read in 4 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_checksum(path: str, digest: str | None = None) -> None:
+    """Write ``path.sha256`` (``<hex>  <name>``, sha256sum's format) atomically beside the checkpoint ``path``."""
+    digest = digest or file_sha256(path)
+    atomic_write_bytes(f"{path}.sha256", f"{digest}  {os.path.basename(path)}\n".encode())
+
+
+def verify_checkpoint(path: str) -> str | None:
+    """Why the checkpoint at ``path`` cannot be used, or None when it is good.
+
+    With a ``path.sha256`` beside it (written at save time), the file's SHA-256 must match; without one (run
+    directories from before checksums) every zip entry is read and its CRC-32 checked, so damage inside a storage
+    is found even when the zip directory is intact (``zipfile.is_zipfile`` only looks at the directory).
+
+    Returns:
+        None, or a short reason ("checksum mismatch", "not a zip archive", "entry data/97 is damaged", ...).
+    """
+    if not os.path.isfile(path):
+        return "missing"
+    try:
+        side = f"{path}.sha256"
+        if os.path.isfile(side):
+            with open(side) as f:
+                want = f.read().split()[:1]
+            return None if want and file_sha256(path) == want[0] else "checksum mismatch (damaged after it was written)"
+        if not zipfile.is_zipfile(path):
+            return "not a complete zip archive"
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+        return None if bad is None else f"entry {bad} is damaged"
+    except Exception as err:  # noqa: BLE001 - OSError, BadZipFile, zlib.error, EOFError from a damaged file
+        return f"unreadable ({type(err).__name__}: {err})"
 
 
 def kimg_tag(cur_nimg: int) -> str:
@@ -295,8 +346,8 @@ class RunCheckpoint(Callback):
     last save, so that a killed run loses little time (rank 0's clock decides, broadcast to all ranks). Signals save
     their own checkpoint (:class:`~sgtrain.training.cluster.RequeueOnSignal`). Runs on every rank (saving gathers
     every rank's RNG state); rank 0 writes. Writes go through the trainer's checkpoint IO (:class:`AtomicCheckpointIO`);
-    the kimg-stamped copies are hard links of last.ckpt (copies where links are not supported), so last.ckpt can be
-    replaced later without touching them. ``checkpoints/last.json`` describes last.ckpt (kimg, done).
+    the kimg-stamped checkpoints are copies of last.ckpt (never hard links: damage in place reaches one file only),
+    each with a ``.sha256`` checksum beside it. ``checkpoints/last.json`` describes last.ckpt (kimg, done).
 
     Args:
         run_dir: the run directory.
@@ -348,14 +399,15 @@ class RunCheckpoint(Callback):
             return
         if snap:
             stamped = os.path.join(self.dir, f"ckpt-{kimg_tag(ev.cur_nimg)}.ckpt")
-            tmp = stamped + f".tmp-{os.getpid()}"
-            try:
-                os.link(self.last, tmp)
-            except OSError:
-                import shutil
+            from ..io.atomic import atomic_write
 
+            def copy(tmp: str) -> None:  # a copy, never a hard link: damage in place to one must not reach the other
                 shutil.copyfile(self.last, tmp)
-            os.replace(tmp, stamped)
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+
+            atomic_write(stamped, copy)
+            write_checksum(stamped)
             self._prune()
         meta = {"kimg": ev.kimg, "cur_nimg": ev.cur_nimg, "total_kimg": pl_module.total_kimg, "done": ev.done,
                 "tick": ev.tick, "timestamp": time.time()}
@@ -365,17 +417,35 @@ class RunCheckpoint(Callback):
         files = sorted(glob.glob(os.path.join(self.dir, "ckpt-*.ckpt")))
         for f in files[: max(0, len(files) - self.keep)]:
             os.remove(f)
+            if os.path.exists(f"{f}.sha256"):
+                os.remove(f"{f}.sha256")
 
 
-def clean_stale_temporaries(run_dir: str) -> None:
-    """Remove ``*.tmp-<pid>`` files left by a run killed during a write."""
-    for pattern in ("checkpoints/*.tmp-*", "*.tmp-*", "samples/*.tmp-*"):
-        for f in glob.glob(os.path.join(run_dir, pattern)):
-            if re.search(r"\.tmp-\d+$", f):
+#: Names of the temporaries of every writer in a run directory: ``NAME.tmp-<pid>`` (:class:`AtomicCheckpointIO`,
+#: :func:`atomic_write_bytes`, kept checkpoints) and ``.NAME.<hex>.tmp`` (:func:`sgtrain.io.atomic.atomic_write`:
+#: network snapshots, portable files).
+STALE_TEMPORARY = re.compile(r"(\.tmp-\d+|^\..+\.[0-9a-f]{8,}\.tmp)$")
+
+
+def clean_stale_temporaries(run_dir: str) -> list[str]:
+    """Remove the temporaries left by a run killed during a write (every scheme of :data:`STALE_TEMPORARY`) in the
+    run directory and its checkpoints/ and samples/ folders; returns the paths removed."""
+    removed = []
+    for sub in ("", "checkpoints", "samples"):
+        folder = os.path.join(run_dir, sub)
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            f = os.path.join(folder, name)
+            if STALE_TEMPORARY.search(name) and os.path.isfile(f):
                 try:
                     os.remove(f)
+                    removed.append(f)
                 except OSError:
                     pass
+    return removed
 
 
 class SWDCallback(Callback):

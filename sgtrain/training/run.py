@@ -14,7 +14,6 @@ import secrets
 import sys
 import time
 import warnings
-import zipfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +66,14 @@ def _hydra_overrides() -> list[str] | None:
 
 
 def find_resume_checkpoint(run_dir: str) -> str | None:
-    """``checkpoints/last.ckpt`` if it is a complete file, else the newest complete ``ckpt-*.ckpt``, else None."""
+    """``checkpoints/last.ckpt`` if it verifies, else the newest good kept ``ckpt-*.ckpt`` (one warning line per
+    damaged one skipped), else None.
+
+    Verified by :func:`~sgtrain.training.callbacks.verify_checkpoint`: the ``.sha256`` written at save time, or for
+    checkpoints from before checksums a full read of every zip entry (CRC-32).
+    """
+    from .callbacks import verify_checkpoint
+
     ckdir = os.path.join(run_dir, "checkpoints")
     candidates = [os.path.join(ckdir, "last.ckpt")]
     if os.path.isdir(ckdir):
@@ -75,10 +81,45 @@ def find_resume_checkpoint(run_dir: str) -> str | None:
                               if f.startswith("ckpt-") and f.endswith(".ckpt")), reverse=True)
     for path in candidates:
         if os.path.isfile(path):
-            if zipfile.is_zipfile(path):
+            why = verify_checkpoint(path)
+            if why is None:
                 return path
-            warnings.warn(f"{path} is not a complete checkpoint; trying an older one", stacklevel=2)
+            warnings.warn(f"{path} is damaged ({why}); trying an older one", stacklevel=2)
     return None
+
+
+def refuse_unresumable(run_dir: str, ckpt_kimg: float | None = None) -> None:
+    """Refuse a run directory that holds results but no checkpoint this run can resume from: starting from scratch
+    there would overwrite its network snapshots and replace its metrics history.
+
+    Results are: network snapshots, checkpoint files (all damaged) or ``checkpoints/last.json`` (a checkpoint was
+    written once), or metrics lines past ``ckpt_kimg`` (the first checkpoint was due before them). A run killed
+    before its first checkpoint, with nothing else, starts over.
+
+    Raises:
+        ConfigError: naming the directory, what it holds, and the ways on (a new run.dir, with
+            train.resume_from=SNAPSHOT to continue from the weights of its newest network snapshot).
+    """
+    from .callbacks import read_jsonl
+
+    try:
+        names = sorted(os.listdir(run_dir))
+    except OSError:
+        return
+    snaps = [n for n in names if n.startswith("network-snapshot-") and not n.endswith(".tmp")]
+    ckdir = os.path.join(run_dir, "checkpoints")
+    ckpts = [n for n in os.listdir(ckdir) if n.endswith(".ckpt") or n == "last.json"] if os.path.isdir(ckdir) else []
+    rows = read_jsonl(os.path.join(run_dir, "metrics.jsonl")) if "metrics.jsonl" in names else []
+    past = [r for r in rows if ckpt_kimg is not None and float(r.get("kimg", 0)) > float(ckpt_kimg) + 1e-9]
+    if not (snaps or ckpts or past):
+        return
+    found = ", ".join(filter(None, [f"{len(snaps)} network snapshots" if snaps else "",
+                                    f"metrics to kimg {rows[-1].get('kimg')}" if rows else "",
+                                    "checkpoints that are damaged or gone" if ckpts or past else ""]))
+    hint = os.path.join(run_dir, snaps[-1]) if snaps else "SNAPSHOT"
+    raise ConfigError(f"run.dir={run_dir} holds a run ({found}) but no readable checkpoint to resume, and starting "
+                      f"from scratch would overwrite it: pass a new run.dir, with train.resume_from={hint} "
+                      "(and train.resume_kimg=KIMG) to continue from its weights")
 
 
 def read_last_meta(run_dir: str) -> dict[str, Any] | None:
@@ -435,7 +476,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir = resolve_run_dir(cfg)
     world = world_size_of(cfg)
     old_cfg = os.path.join(run_dir, "config.yaml")
-    if os.path.exists(old_cfg) and find_resume_checkpoint(run_dir) is not None:
+    ckpt_path = find_resume_checkpoint(run_dir)
+    if ckpt_path is None:
+        refuse_unresumable(run_dir, cfg.train.ckpt_kimg)  # before anything is written: never start over on top of a run
+    if os.path.exists(old_cfg) and ckpt_path is not None:
         old = OmegaConf.load(old_cfg)
         old_name, new_name = OmegaConf.select(old, "model.name"), cfg.model.get("name")
         if old_name and old_name != new_name:
@@ -515,7 +559,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     per_device = parts.per_device
     module.label_sampler = dm.sample_labels
-    ckpt_path = find_resume_checkpoint(run_dir)
     if ckpt_path is None and t.resume_from:
         init_from_network(module, str(t.resume_from), cfg, verbose=rank0)
         module.cur_nimg = module.tick_start_nimg = int(round(float(t.resume_kimg) * 1000))
