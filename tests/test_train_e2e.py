@@ -187,7 +187,7 @@ def test_sigkill_and_rerun_continues_kimg(shards, tmp_path):
     for f in os.listdir(os.path.join(run_dir, "checkpoints")):
         if f.endswith(".ckpt"):
             assert zipfile.is_zipfile(os.path.join(run_dir, "checkpoints", f)), f
-        assert ".tmp-" not in f
+        assert ".tmp-" not in f and not f.endswith(".tmp"), f  # no temporary of either scheme left
 
 
 def test_conditional_run_with_gradient_accumulation(tmp_path):

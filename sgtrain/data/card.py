@@ -110,12 +110,16 @@ class DatasetCard:
 
     def save(self, directory: str | os.PathLike) -> str:
         """Write ``directory/dataset.json`` atomically; returns its path."""
+        from sgtrain.io.atomic import atomic_write
+
         path = os.path.join(os.fspath(directory), CARD_NAME)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w") as f:
+                json.dump(self.to_dict(), f, indent=2)
+                f.write("\n")
+
+        atomic_write(path, write)
         return path
 
     # ---------------------------------------------------------------- labels

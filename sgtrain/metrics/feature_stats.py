@@ -27,7 +27,6 @@ import json
 import os
 import sys
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -219,15 +218,13 @@ class FeatureStats:
             arrays["raw_cov"] = self.raw_cov.numpy()
         if self.features is not None:
             arrays["features"] = self.features.numpy()
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"  # open() keeps the umask's permissions (a cache shared by jobs)
-        try:
-            with open(tmp, "xb") as f:
+        from sgtrain.io.atomic import atomic_write
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+
+        atomic_write(path, write)  # the umask's permissions (a cache shared by jobs)
 
     @classmethod
     def load(cls, path: str) -> FeatureStats:

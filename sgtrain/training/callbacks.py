@@ -85,23 +85,29 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint IO that writes ``path.tmp-<pid>``, fsyncs it and renames it over ``path``.
+    """Lightning checkpoint IO that writes through :func:`sgtrain.io.atomic.atomic_write` (a temporary beside
+    ``path``, fsynced, then renamed over it) and writes the checksum beside it.
 
     A process killed during the write leaves the previous checkpoint intact (plus a stale temporary file that the
     next start removes); ``os.replace`` is atomic on POSIX file systems.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        from sgtrain.io.atomic import atomic_write
+
         path = os.fspath(path)
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        digest = file_sha256(tmp)
-        os.replace(tmp, path)
-        write_checksum(path, digest)
+        digest: list[str] = []
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            digest.append(file_sha256(tmp))
+
+        atomic_write(path, write)
+        write_checksum(path, digest[0])
         _fsync_dir(os.path.dirname(path) or ".")
 
 
