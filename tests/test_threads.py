@@ -48,3 +48,17 @@ def test_thread_policy_fits_threads_and_workers_into_the_free_cores():
     assert th.thread_policy(None, 0, cores=1, environ=env) == (1, "1 core free to this process")
     assert th.thread_policy(3, 1, cores=2, environ=env) == (3, "trainer.threads")
     assert th.thread_policy(None, 1, cores=2, environ={"OMP_NUM_THREADS": "2"}) == (None, "OMP_NUM_THREADS=2")
+
+
+def test_thread_policy_leaves_the_cores_other_work_keeps_busy(tmp_path):
+    env: dict[str, str] = {}
+    assert th.thread_policy(None, 0, cores=2, idle=2.0, environ=env) == (2, "2 cores free to this process")
+    assert th.thread_policy(None, 0, cores=2, idle=1.1, environ=env) == (
+        1, "2 cores free to this process, 1 busy with other work")
+    assert th.thread_policy(None, 0, cores=16, idle=0.0, environ=env)[0] == 1  # never below one
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  1 0 1 10 0 0 0 0 0 0\ncpu0 1 0 1 10 0 0 0 0 0 0\n")
+    idle = th.idle_cores(0.0, str(stat))  # the same counters twice: no time passed, nothing measured
+    assert idle in (None, 0.0)
+    measured = th.idle_cores(0.05)
+    assert measured is None or 0.0 <= measured <= len(__import__("os").sched_getaffinity(0)) + 0.01
