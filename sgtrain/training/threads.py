@@ -9,8 +9,8 @@ quickstart beside another job: 119-368 s/kimg with torch's default, 22 s/kimg wi
 The policy here: the cores free to this process (:func:`available_cores`: the CPU affinity mask, capped by the cgroup
 v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us`` quota), shared by the training processes of this node, minus one core per
 loader worker, and no more than the cores idle right now (:func:`idle_cores`: another job's busy core is not
-free, an idle machine's is); at least one thread. ``trainer.threads=N`` overrides it; ``OMP_NUM_THREADS`` set in the environment is
-respected too (it is the user's choice). No file here is read at import time; nothing imports torch.
+free, an idle machine's is); at least one thread. ``trainer.threads=N`` overrides it; ``OMP_NUM_THREADS`` set in
+the environment is respected too (it is the user's choice). No file here is read at import time; nothing imports torch.
 """
 
 from __future__ import annotations
