@@ -206,6 +206,8 @@ class Explorer:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._results: OrderedDict = OrderedDict()
+        self._results_bytes = 0  # approximate bytes held by _results (:func:`_size_of`), bounded by LIMITS
+        self._sizes: dict[str, int] = {}
         for net in self.nets.values():
             caps = net.caps
             if caps.w_space and sefa_count > 0:
@@ -449,9 +451,8 @@ class Explorer:
         size = _size_of(out)
         if key is not None and size <= LIMITS["results_bytes"] // 4:
             with self._lock:
+                self._results_bytes += size - self._sizes.get(key, 0)
                 self._results[key] = out
-                self._results_bytes = getattr(self, "_results_bytes", 0) + size
-                self._sizes = getattr(self, "_sizes", {})
                 self._sizes[key] = size
                 while self._results and (len(self._results) > 256 or self._results_bytes > LIMITS["results_bytes"]):
                     old, _ = self._results.popitem(last=False)
