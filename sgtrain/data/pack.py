@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import glob
-import hashlib
 import io
 import json
 import multiprocessing as mp
@@ -37,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 from sgtrain.errors import UserError
+from sgtrain.io.atomic import file_sha256
 
 from .card import CARD_NAME, DatasetCard, ShardInfo
 
@@ -534,13 +534,6 @@ def _work_chunk(chunk: list[tuple[int, bytes]]) -> list[tuple[int, bytes | None,
 # ------------------------------------------------------------------------------------------------ pack
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def _prepare_out(out: str, overwrite: bool) -> None:
     if os.path.exists(out) and not os.path.isdir(out):
@@ -750,7 +743,7 @@ def pack(
     shards = []
     for path, count in shard_counts.items():
         shards.append(
-            ShardInfo(name=os.path.basename(path), count=count, sha256=_sha256(path), size=os.path.getsize(path))
+            ShardInfo(name=os.path.basename(path), count=count, sha256=file_sha256(path), size=os.path.getsize(path))
         )
     # ShardWriter opens a shard before the first write; drop it if nothing went in.
     for path in glob.glob(os.path.join(glob.escape(out), f"{glob.escape(name)}-*.tar")):

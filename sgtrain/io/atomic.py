@@ -10,13 +10,14 @@ that mode put back before the rename.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import stat
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "file_sha256"]
 
 
 def atomic_write(dest: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -53,3 +54,12 @@ def atomic_write(dest: str | os.PathLike, write: Callable[[str], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of the bytes of the file at ``path``, read in 4 MiB blocks (no cache: what is on disk now)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()

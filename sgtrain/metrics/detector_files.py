@@ -157,9 +157,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     st = os.stat(path)
     key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
     if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-        _SHA_CACHE[key] = h.hexdigest()
+        from sgtrain.io.atomic import file_sha256 as _plain_sha256
+
+        _SHA_CACHE[key] = _plain_sha256(path)
     return _SHA_CACHE[key]

@@ -18,7 +18,6 @@ files are written by rank 0 only, collectives (checkpoint RNG gathering) run on 
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 import re
@@ -34,6 +33,8 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+
+from sgtrain.io.atomic import file_sha256
 
 from ._lightning import train_progress_bar
 from .module import GANModule, TickEvent
@@ -109,15 +110,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_write(path, write)
         write_checksum(path, digest[0])
         _fsync_dir(os.path.dirname(path) or ".")
-
-
-def file_sha256(path: str) -> str:
-    """Hex SHA-256 of the file at ``path`` (read in 4 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_checksum(path: str, digest: str | None = None) -> None:
