@@ -3,7 +3,7 @@
 #   1. scripts/setup.sh: a virtual environment in .venv with torch and sgtrain installed;
 #   2. the demo dataset: the 100 smiley emoji of Noto Color Emoji at 32x32, packed into shards in data/smileys
 #      (datasets/emoji.py --subset smileys; installs the Debian font package when run as root);
-#   3. trains a small StyleGAN on it, growing from 8x8 to 32x32 (experiment=quickstart: 50 kimg, about 11 minutes on
+#   3. trains a small StyleGAN on it, growing from 8x8 to 32x32 (experiment=quickstart: 50 kimg, 11-30 minutes on
 #      2 CPU cores; the same command uses a GPU when there is one), printing SWD against the data at kimg 0 and at
 #      the end and writing sample grids to runs/stylegan_small-smileys/samples/.
 # Rerunning resumes (or, when finished, only prints the result). Extra arguments are Hydra overrides, e.g.
