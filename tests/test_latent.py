@@ -275,3 +275,24 @@ def test_synthesize_rejects_wrong_shapes(G):
         synthesize(G, torch.zeros(1, G.num_ws, G.w_dim), noise_mode="fixed")
     grid = make_grid(np.ones([3, 2, 2, 3], np.uint8), 2, 2)
     assert grid.shape == (4, 4, 3) and grid[2:, 2:].max() == 0
+
+
+def test_in_batches_gives_the_rows_of_one_call():
+    from sgtrain.core.batches import in_batches
+
+    x, y = torch.randn(7, 3), torch.randn(7, 2)
+    calls = []
+
+    def fn(a, b):
+        calls.append(a.shape[0])
+        return torch.cat([a, b], 1) * 2
+
+    out = in_batches(fn, x, y, batch_size=3)
+    assert calls == [3, 3, 1] and torch.equal(out, torch.cat([x, y], 1) * 2)
+    assert torch.equal(in_batches(fn, x, y, batch_size=100), out) and calls[-1] == 7
+    with pytest.raises(ValueError, match="batch_size=0"):
+        in_batches(fn, x, y, batch_size=0)
+    with pytest.raises(ValueError, match="one row per sample"):
+        in_batches(fn, x, y[:3], batch_size=2)
+    with pytest.raises(ValueError, match="no rows"):
+        in_batches(fn, x[:0], y[:0], batch_size=2)

@@ -30,8 +30,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from sgtrain.core.batches import in_batches
 from sgtrain.errors import FileContentError, InputError, MissingFileError
-from sgtrain.latent.common import load_ws, make_grid, seeds_to_ws, seeds_to_z, synthesize, to_uint8
+from sgtrain.latent.common import load_ws, make_grid, map_z, seeds_to_ws, seeds_to_z, synthesize, to_uint8
 
 __all__ = [
     "affine_layers", "sefa", "save_directions", "load_directions", "edit_ws", "direction_sweep",
@@ -288,8 +289,7 @@ def seed_latents(
     device = next(G.parameters()).device
     z = seeds_to_z(seeds, G.z_dim).to(device)
     c = _labels(G, len(seeds), class_idx, classes, device)
-    ws = torch.cat([G.mapping(z[i:i + batch_size], c[i:i + batch_size], truncation_psi=truncation_psi,
-                              truncation_cutoff=truncation_cutoff) for i in range(0, len(seeds), batch_size)])
+    ws = map_z(G, z, c, truncation_psi, truncation_cutoff, batch_size)
     return ws[:, 0] if space == "w" else ws
 
 
@@ -313,8 +313,7 @@ def latents_to_ws(
     if space == "w":
         return latents[:, None].repeat(1, G.num_ws, 1)
     c = torch.zeros([latents.shape[0], G.c_dim], device=device) if c is None else c.to(device)
-    return torch.cat([G.mapping(latents[i:i + batch_size], c[i:i + batch_size], truncation_psi=truncation_psi,
-                                truncation_cutoff=truncation_cutoff) for i in range(0, latents.shape[0], batch_size)])
+    return map_z(G, latents, c, truncation_psi, truncation_cutoff, batch_size)
 
 
 @torch.no_grad()
@@ -335,8 +334,7 @@ def render_latents(
     if space == "z" and "w" not in latent_spaces(G):
         device = next(G.parameters()).device
         c = torch.zeros([latents.shape[0], G.c_dim], device=device) if c is None else c.to(device)
-        return torch.cat([G(latents[i:i + batch_size].to(device), c[i:i + batch_size])
-                          for i in range(0, latents.shape[0], batch_size)])
+        return in_batches(G, latents, c, batch_size=batch_size, device=device)
     ws = latents_to_ws(G, latents, space, c, truncation_psi, truncation_cutoff, batch_size)
     return synthesize(G, ws, noise_mode, batch_size)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from sgtrain.core.batches import in_batches
 from sgtrain.errors import FileContentError, InputError, MissingFileError
 from sgtrain.latent.common import family_name, make_labels, require_w, seeds_to_z, to_uint8
 from sgtrain.latent.directions import edit_ws, load_directions
@@ -186,8 +187,7 @@ def generate_z_images(
     """
     device = next(G.parameters()).device
     c = make_labels(G, z.shape[0], class_idx, device)
-    z = z.to(device)
-    return torch.cat([to_uint8(G(z[i:i + batch_size], c[i:i + batch_size])) for i in range(0, z.shape[0], batch_size)])
+    return in_batches(lambda zz, cc: to_uint8(G(zz, cc)), z, c, batch_size=batch_size, device=device)
 
 
 def seed_z(seeds: Sequence[int], G: torch.nn.Module) -> torch.Tensor:
