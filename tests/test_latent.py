@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from sgtrain.latent import (
+    Direction,
     blend_ws,
     direction_sweep,
-    edit_ws,
     generate_images,
     interpolate_keyframes,
     latent_path,
@@ -258,8 +258,8 @@ def test_sefa_directions_are_the_top_eigenvectors(G):
     assert coarse["layers"] == [0, 1] and not torch.allclose(coarse["directions"][0].abs(), d[0].float().abs())
     # Editing touches only the chosen layers; strength 0 changes nothing.
     ws = seeds_to_ws(G, [1])
-    assert torch.equal(edit_ws(ws, d[0].float(), 0.0, [0, 1]), ws)
-    edited = edit_ws(ws, d[0].float(), 3.0, [0, 1])
+    assert torch.equal(Direction(d[0], "w", [0, 1]).apply(ws, 0.0), ws)
+    edited = Direction(d[0], "w", [0, 1]).apply(ws, 3.0)
     assert torch.equal(edited[:, 2:], ws[:, 2:])
     torch.testing.assert_close((edited - ws)[:, :2].norm(dim=-1), torch.full((1, 2), 3.0))
     sweep = direction_sweep(G, [1, 2], res["directions"][:2], res["layers"], [-3, 0, 3], truncation_psi=1)
