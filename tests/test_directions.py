@@ -8,25 +8,26 @@ and it keeps that second score within its spread: |change| < 1 standard deviatio
 """
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from test_latent import one_thread, tiny_generator  # noqa: F401
 
+from sgtrain.errors import UserError
 from sgtrain.latent.directions import (
+    Direction,
     condition_direction,
     edited_ws,
     fit_direction,
     image_scores,
     latents_to_ws,
     load_direction,
-    make_direction,
-    move_latents,
+    load_directions,
     read_scores_csv,
     render_direction,
     render_latents,
-    save_direction,
     seed_classes,
     seed_latents,
     table_latents,
@@ -63,7 +64,7 @@ def test_brightness_direction_moves_held_out_seeds(G, z_scores):
     assert abs(float(fit["direction"].norm()) - 1) < 1e-5
     assert fit["accuracy"] >= 0.8 and fit["num_train"] + fit["num_val"] == 80
     assert fit["score_slope"] > 0 and 0.5 < fit["latent_std"] < 2  # z ~ N(0, I): about 1 along any unit vector
-    record = make_direction(fit["direction"], "z", attribute="brightness", method="svm")
+    record = Direction(fit["direction"], "z", name="brightness", method="svm")
     s = _held_out_scores(G, record, "brightness")
     assert float((s[:, 2] > s[:, 1]).float().mean()) >= 0.9
     assert float((s[:, 0] < s[:, 1]).float().mean()) >= 0.9
@@ -72,7 +73,7 @@ def test_brightness_direction_moves_held_out_seeds(G, z_scores):
     other = fit_direction(z, lr, method="svm", ratio=0.02)["direction"]
     cond = condition_direction(fit["direction"], [other])
     assert abs(float(cond @ other)) < 1e-5 and abs(float(cond.norm()) - 1) < 1e-5
-    cond_record = make_direction(cond, "z", attribute="brightness", conditioned_on=["left-right"])
+    cond_record = Direction(cond, "z", name="brightness", meta=dict(conditioned_on=["left-right"]))
     s = _held_out_scores(G, cond_record, "brightness")
     assert float((s[:, 2] > s[:, 1]).float().mean()) >= 0.9
     assert float((s[:, 0] < s[:, 1]).float().mean()) >= 0.9
@@ -93,7 +94,7 @@ def test_logistic_direction_in_w_and_w_plus(G, space):
     fit = fit_direction(lat, bright, method="logistic", ratio=0.5)
     shape = (G.w_dim,) if space == "w" else (G.num_ws, G.w_dim)
     assert fit["direction"].shape == shape and fit["accuracy_all"] > 0.7
-    record = make_direction(fit["direction"], space, attribute="brightness", method="logistic")
+    record = Direction(fit["direction"], space, name="brightness", method="logistic")
     ws = latents_to_ws(G, seed_latents(G, HELD_OUT[:50], space), space)
     std = fit["latent_std"]
     imgs = render_direction(G, record, [-2 * std, 0, 2 * std], ws=ws)["images"]
@@ -147,7 +148,7 @@ def test_class_labels_of_a_conditional_network_give_class_directions():
     fit = fit_direction(ws, labels, method="svm")
     assert fit["num_train"] + fit["num_val"] == 300  # binary labels: every sample, no top/bottom selection
     assert fit["accuracy_all"] > 0.9  # c enters the mapping: W separates the classes
-    record = make_direction(fit["direction"], "w")
+    record = Direction(fit["direction"], "w")
     proj = ws.double() @ fit["direction"].double()
     assert float(proj[torch.as_tensor(labels) == 1].mean()) > float(proj[torch.as_tensor(labels) == 0].mean())
     with pytest.raises(ValueError, match="unconditional"):
@@ -159,23 +160,23 @@ def test_class_labels_of_a_conditional_network_give_class_directions():
 def test_direction_file_round_trip_and_sefa_rows(G, tmp_path):
     d = torch.randn(G.num_ws, G.w_dim)
     d = d / d.norm()
-    rec = make_direction(d, "w+", [0, 1, 2], attribute="age", method="svm", accuracy=0.93, latent_std=1.5,
-                         conditioned_on=["glasses", "smile"], num_train=56)
-    save_direction(tmp_path / "age.npz", rec)
+    rec = Direction(d, "w+", [0, 1, 2], name="age", method="svm", accuracy=0.93,
+                    meta=dict(latent_std=1.5, conditioned_on=["glasses", "smile"], num_train=56))
+    rec.save(tmp_path / "age.npz")
     raw = np.load(tmp_path / "age.npz", allow_pickle=False)  # readable without pickles
     assert str(raw["format"]) == "sgtrain-direction" and int(raw["format_version"]) == 1
     assert raw["direction"].shape == (G.num_ws, G.w_dim) and str(raw["space"]) == "w+"
     back = load_direction(tmp_path / "age.npz")
-    torch.testing.assert_close(back["direction"], d)
-    assert back["layers"] == [0, 1, 2] and back["attribute"] == "age" and back["method"] == "svm"
-    assert back["accuracy"] == pytest.approx(0.93) and back["latent_std"] == pytest.approx(1.5)
-    assert back["conditioned_on"] == ["glasses", "smile"] and back["num_train"] == 56
-    assert math.isnan(load_direction(_saved(tmp_path, make_direction(d[0], "w")))["accuracy"])
+    torch.testing.assert_close(back.vector, d)
+    assert back.layers == [0, 1, 2] and back.name == "age" and back.method == "svm"
+    assert back.accuracy == pytest.approx(0.93) and back.meta["latent_std"] == pytest.approx(1.5)
+    assert back.meta["conditioned_on"] == ["glasses", "smile"] and back.meta["num_train"] == 56
+    assert math.isnan(load_direction(_saved(tmp_path, Direction(d[0], "w"))).accuracy)
     from sgtrain.latent import save_directions, sefa
 
     save_directions(tmp_path / "sefa.npz", sefa(G))
     row = load_direction(tmp_path / "sefa.npz", index=2)
-    assert row["space"] == "w" and row["method"] == "sefa" and row["layers"] == list(range(G.num_ws))
+    assert row.space == "w" and row.method == "sefa" and row.layers == list(range(G.num_ws))
     with pytest.raises(ValueError, match="out of range"):
         load_direction(tmp_path / "sefa.npz", index=G.w_dim)
     np.savez(tmp_path / "other.npz", w=np.zeros(3))
@@ -185,7 +186,7 @@ def test_direction_file_round_trip_and_sefa_rows(G, tmp_path):
 
 def _saved(tmp_path, rec):
     path = tmp_path / "plain.npz"
-    save_direction(path, rec)
+    rec.save(path)
     return path
 
 
@@ -193,19 +194,19 @@ def test_layer_ranges_only_touch_the_chosen_layers(G):
     ws = seed_latents(G, [1, 2], "w+")
     d = torch.zeros(G.w_dim)
     d[0] = 1
-    moved = move_latents(ws, make_direction(d, "w"), 3.0, layers=[1, 2])
+    moved = Direction(d, "w").apply(ws, 3.0, layers=[1, 2])
     assert torch.equal(moved[:, 0], ws[:, 0]) and torch.equal(moved[:, 3:], ws[:, 3:])
     torch.testing.assert_close(moved[:, 1:3, 0], ws[:, 1:3, 0] + 3)
     dz = torch.zeros(G.z_dim)
     dz[0] = 1
     z = seed_latents(G, [1, 2], "z")
-    out = edited_ws(G, make_direction(dz, "z", layers=[0, 1]), [0.0, 5.0], z=z)
+    out = edited_ws(G, Direction(dz, "z", layers=[0, 1]), [0.0, 5.0], z=z)
     assert torch.equal(out[:, 1, 2:], out[:, 0, 2:])  # a z edit mixed into layers 0-1 only
     assert not torch.equal(out[:, 1, :2], out[:, 0, :2])
     with pytest.raises(ValueError, match="give seeds"):
-        edited_ws(G, make_direction(dz, "z"), [1.0], ws=ws)
+        edited_ws(G, Direction(dz, "z"), [1.0], ws=ws)
     with pytest.raises(ValueError, match="another network"):
-        edited_ws(G, make_direction(torch.ones(7), "w"), [1.0], ws=ws)
+        edited_ws(G, Direction(torch.ones(7), "w"), [1.0], ws=ws)
 
 
 def test_scores_csv_by_seed_and_by_latent_file(G, tmp_path):
@@ -248,7 +249,79 @@ def test_z_only_networks_fit_and_render_in_z():
     z = seed_latents(G, range(400), "z")
     bright = image_scores(render_latents(G, z, "z"), "brightness")
     fit = fit_direction(z, bright, ratio=0.1)
-    out = render_direction(G, make_direction(fit["direction"], "z"), [-2, 0, 2], z=z[:20])
+    out = render_direction(G, Direction(fit["direction"], "z"), [-2, 0, 2], z=z[:20])
     s = image_scores(out["images"].flatten(0, 1), "brightness").reshape(20, 3)
     assert out["ws"] is None and out["grid"].shape == (20 * 4, 3 * 4, 3)
     assert bool((s[:, 2] > s[:, 0]).all())
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "directions"
+
+
+def test_direction_files_written_before_read_and_apply_the_same():
+    """Files written by sgtrain before the Direction type (fixtures/directions/README.md) read with their metadata, and
+    the one applier gives the edits the old appliers recorded, bit for bit."""
+    want = {k: torch.from_numpy(v) for k, v in np.load(FIXTURES / "expected_edits.npz").items()}
+    ws, z = want["ws"], want["z"]
+    age = load_direction(FIXTURES / "age_wplus.npz")
+    assert age.space == "w+" and age.vector.shape == (6, 8) and age.layers == [1, 2, 4]
+    assert age.name == "age" and age.method == "svm" and age.accuracy == 0.875
+    assert age.meta == dict(latent_std=1.25, offset=-0.5, num_train=56, conditioned_on=["glasses"])
+    assert torch.equal(age.apply(ws, 1.5), want["age"])
+    assert torch.equal(age.apply(ws, -0.75, layers=[0, 5]), want["age_layers"])
+    bright = load_direction(FIXTURES / "bright_z.npz")
+    assert bright.space == "z" and bright.layers is None and bright.method == "logistic" and bright.name == "bright_z"
+    assert math.isnan(bright.accuracy)
+    assert torch.equal(bright.apply(z, 2.0), want["bright"])
+    rows = load_directions(FIXTURES / "sefa.npz")
+    assert [d.name for d in rows] == [f"sefa[{k}]" for k in range(8)] and {d.method for d in rows} == {"sefa"}
+    assert rows[2].layers == [0, 1, 2] and rows[2].meta["eigenvalue"] == pytest.approx(4 - 2 * 3 / 7)
+    assert load_direction(FIXTURES / "sefa.npz", index=2).vector.equal(rows[2].vector)
+    assert torch.equal(rows[2].apply(ws, 3.0), want["sefa2"])
+    (plain,) = load_directions(FIXTURES / "plain_w.npz", need_w=True)
+    assert plain.space == "w" and plain.name == "smile" and plain.layers == [3, 5] and plain.method == ""
+    assert torch.equal(plain.apply(ws, -2.5), want["plain"])
+
+
+def test_a_saved_direction_reads_back_and_keeps_the_file_format(tmp_path):
+    """Direction.save writes what the v1 writer wrote: the same keys and values as the fixture of the old code."""
+    old = np.load(FIXTURES / "age_wplus.npz")
+    age = load_direction(FIXTURES / "age_wplus.npz")
+    age.save(tmp_path / "age_wplus.npz")
+    new = np.load(tmp_path / "age_wplus.npz")
+    assert sorted(new.files) == sorted(old.files)
+    for k in old.files:
+        assert new[k].dtype == old[k].dtype and np.array_equal(new[k], old[k]), k
+    again = load_direction(tmp_path / "age_wplus.npz")
+    assert again.vector.equal(age.vector) and again.meta == age.meta and again.layers == age.layers
+
+
+def _one_line_error(kind, match, fn, *args, **kwargs):
+    with pytest.raises(kind, match=match) as e:
+        fn(*args, **kwargs)
+    assert "\n" not in str(e.value) and isinstance(e.value, UserError)
+
+
+def test_direction_errors_name_the_problem_and_the_fix(tmp_path):
+    _one_line_error(FileNotFoundError, "not found; write one with sgtrain-directions", load_directions,
+                    tmp_path / "none.npz")
+    np.save(tmp_path / "bare.npy", np.zeros(3, np.float32))
+    _one_line_error(KeyError, "bare array", load_directions, tmp_path / "bare.npy")
+    Direction(torch.ones(4), "w").save(tmp_path / "v.npz")
+    newer = dict(np.load(tmp_path / "v.npz"))
+    newer["format_version"] = np.array(2)
+    np.savez(tmp_path / "v2.npz", **newer)
+    _one_line_error(ValueError, "format version 2.*update sgtrain", load_directions, tmp_path / "v2.npz")
+    _one_line_error(ValueError, "index 1 is out of range", load_direction, tmp_path / "v.npz", index=1)
+    Direction(torch.ones(5), "z").save(tmp_path / "z.npz")
+    _one_line_error(ValueError, "direction in Z.*fit --space w", load_directions, tmp_path / "z.npz", need_w=True)
+    np.savez(tmp_path / "rank.npz", direction=np.ones([2, 3, 4], np.float32))
+    _one_line_error(ValueError, "has shape \\[2, 3, 4\\]", load_directions, tmp_path / "rank.npz")
+    _one_line_error(ValueError, "space 'q' unknown", Direction, torch.ones(4), "q")
+    _one_line_error(ValueError, "2 dimension", Direction, torch.ones(4), "w+")
+    ws = torch.zeros(2, 6, 4)
+    _one_line_error(ValueError, "layers \\[7\\] out of range", Direction(torch.ones(4), "w", [7]).apply, ws, 1.0)
+    _one_line_error(ValueError, "w_dim 3", Direction(torch.ones(3), "w").apply, ws, 1.0)
+    _one_line_error(ValueError, "num_ws=6", Direction(torch.ones(5, 4), "w+").apply, ws, 1.0)
+    _one_line_error(ValueError, "moves ws", Direction(torch.ones(4), "w").apply, torch.zeros(2, 4), 1.0)
+    _one_line_error(ValueError, "moves z", Direction(torch.ones(4), "z").apply, torch.zeros(2, 5), 1.0)

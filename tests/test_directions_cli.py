@@ -41,10 +41,10 @@ def test_fit_with_image_scores_and_a_condition(net, tmp_path, capsys):
     assert "brightness: accuracy" in text and "conditioned on left-right" in text
     bright = load_direction(out / "brightness.npz")
     lr = load_direction(out / "left-right.npz")
-    assert bright["space"] == "z" and bright["direction"].shape == (G.z_dim,) and bright["method"] == "svm"
-    assert bright["conditioned_on"] == ["left-right"] and lr["conditioned_on"] == []
-    assert abs(float(bright["direction"] @ lr["direction"])) < 1e-5
-    assert 0.5 <= bright["accuracy"] <= 1 and bright["num_train"] + bright["num_val"] == 100
+    assert bright.space == "z" and bright.vector.shape == (G.z_dim,) and bright.method == "svm"
+    assert bright.meta["conditioned_on"] == ["left-right"] and lr.meta["conditioned_on"] == []
+    assert abs(float(bright.vector @ lr.vector)) < 1e-5
+    assert 0.5 <= bright.accuracy <= 1 and bright.meta["num_train"] + bright.meta["num_val"] == 100
     rows = (out / "scores.csv").read_text().splitlines()
     assert rows[0] == "seed,brightness,left-right" and len(rows) == 1001
     s = float(rows[6].split(",")[1])
@@ -61,16 +61,16 @@ def test_fit_from_a_csv_in_w_plus_with_logistic_regression(net, tmp_path):
     directions.main(["fit", "--network", path, "--scores", str(tmp_path / "scores.csv"), "--space", "w+",
                      "--method", "logistic", "--layers", "0-3", "--outdir", str(tmp_path / "d")])
     rec = load_direction(tmp_path / "d" / "brightness.npz")
-    assert rec["space"] == "w+" and rec["direction"].shape == (G.num_ws, G.w_dim) and rec["layers"] == [0, 1, 2, 3]
-    assert rec["method"] == "logistic" and rec["ratio"] == 0.5
+    assert rec.space == "w+" and rec.vector.shape == (G.num_ws, G.w_dim) and rec.layers == [0, 1, 2, 3]
+    assert rec.method == "logistic" and rec.meta["ratio"] == 0.5
 
 
 def test_apply_and_video(net, tmp_path, capsys):
     path, G = net
     d = torch.randn(G.w_dim)
-    from sgtrain.latent.directions import make_direction, save_direction
+    from sgtrain.latent.directions import Direction
 
-    save_direction(tmp_path / "d.npz", make_direction(d / d.norm(), "w", attribute="demo"))
+    Direction(d / d.norm(), "w", name="demo").save(tmp_path / "d.npz")
     directions.main(["apply", "--network", path, "--direction", str(tmp_path / "d.npz"), "--seeds", "1,2",
                      "--strengths=-2,0,2", "--outdir", str(tmp_path / "a")])
     grid = np.asarray(PIL.Image.open(tmp_path / "a" / "grid.png"))
@@ -101,8 +101,8 @@ def test_fit_class_labels_of_a_conditional_network(tmp_path, capsys):
     directions.main(["fit", "--network", net, "--class-labels", "--seeds", "0-299", "--outdir", str(tmp_path / "c")])
     for k in range(3):
         rec = load_direction(tmp_path / "c" / f"class{k}.npz")
-        assert rec["space"] == "w" and rec["attribute"] == f"class{k}" and rec["accuracy_all"] > 0.9
-        assert rec["layers"] == list(range(G.num_ws))  # written out, not left empty
+        assert rec.space == "w" and rec.name == f"class{k}" and rec.meta["accuracy_all"] > 0.9
+        assert rec.layers == list(range(G.num_ws))  # written out, not left empty
     with pytest.raises(SystemExit):
         directions.main(["fit", "--network", net, "--class-labels", "--space", "z", "--outdir", str(tmp_path / "z")])
     assert "does not depend on the class" in capsys.readouterr().err

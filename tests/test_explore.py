@@ -24,13 +24,12 @@ from test_latent import one_thread, tiny_generator  # noqa: F401
 from sgtrain.cli.explore import _split_network
 from sgtrain.io import save_network
 from sgtrain.latent import load_ws, mix_ws, render_ws, seeds_to_ws, seeds_to_z, style_mixing_grid
+from sgtrain.latent.directions import Direction, load_directions
 from sgtrain.latent.explore import Explorer, create_app, png_bytes
 from sgtrain.latent.studio import (
-    apply_direction,
     capabilities,
     layer_groups,
     make_transform,
-    read_directions,
     render_controls,
     require_w,
 )
@@ -133,22 +132,22 @@ def test_input_transform_is_set_inside_and_restored(G):
 def test_direction_files_both_kinds(G, tmp_path):
     d = torch.randn(32)
     np.savez(tmp_path / "smile.npz", direction=d.numpy(), layers=np.array([0, 1, 2]), name="smile", accuracy=0.9)
-    got = read_directions(tmp_path / "smile.npz")
-    assert got["names"] == ["smile"] and got["layers"] == [0, 1, 2] and "accuracy" in got["meta"]
+    (got,) = load_directions(tmp_path / "smile.npz", need_w=True)
+    assert got.name == "smile" and got.layers == [0, 1, 2] and got.accuracy == pytest.approx(0.9)
     ws = seeds_to_ws(G, [1, 2])
-    out = apply_direction(ws, got["directions"][0], 2.0, got["layers"])
+    out = got.apply(ws, 2.0)
     assert torch.equal(out[:, 3:], ws[:, 3:]) and torch.allclose(out[:, :3], ws[:, :3] + 2 * d)
     per_layer = torch.randn(6, 32)
     np.savez(tmp_path / "pl.npz", direction=per_layer.numpy())
-    got = read_directions(tmp_path / "pl.npz")
-    assert got["layers"] is None and torch.allclose(apply_direction(ws, got["directions"][0], -1.0), ws - per_layer)
+    (got,) = load_directions(tmp_path / "pl.npz", need_w=True)
+    assert got.layers is None and torch.allclose(got.apply(ws, -1.0), ws - per_layer)
     np.savez(tmp_path / "sefa.npz", directions=np.eye(32, dtype=np.float32), eigenvalues=np.ones(32), layers=[0, 1])
-    assert read_directions(tmp_path / "sefa.npz")["directions"].shape == (32, 32)
+    assert torch.stack([d.vector for d in load_directions(tmp_path / "sefa.npz", need_w=True)]).shape == (32, 32)
     np.savez(tmp_path / "bad.npz", w=np.zeros(3))
     with pytest.raises(KeyError, match="'direction'"):
-        read_directions(tmp_path / "bad.npz")
+        load_directions(tmp_path / "bad.npz", need_w=True)
     with pytest.raises(ValueError, match="w_dim 31"):
-        apply_direction(ws, torch.zeros(31), 1.0)
+        Direction(torch.zeros(31), "w").apply(ws, 1.0)
 
 
 # The API behind the page ---------------------------------------------------------------------------------------------
@@ -176,14 +175,14 @@ def test_seed_psi_directions_and_latent_download(client, G):
     a3, a4, a3psi = img(base), img({**base, "a": {"seed": 4}}), img({**base, "psi": 0.3})
     assert a3 != a4 and a3 != a3psi
     assert np.array_equal(decode(a3psi), render_ws(G, seeds_to_ws(G, [3], 0.3))[0].numpy())
-    d = ex.nets["sg2"].directions["sefa0"]
+    _, d = ex.nets["sg2"].directions["sefa0"]
     edited = img({**base, "directions": {"sefa0": 3.0}})
-    want = render_ws(G, apply_direction(seeds_to_ws(G, [3]), d["vector"], 3.0, d["layers"]))[0].numpy()
+    want = render_ws(G, d.apply(seeds_to_ws(G, [3]), 3.0))[0].numpy()
     assert np.array_equal(decode(edited), want) and edited != a3
     r = c.post("/api/latent.npz", json={**base, "b": {"seed": 9}, "mix": "coarse", "directions": {"sefa0": 3.0}})
     w = np.load(io.BytesIO(r.content))["w"]
-    wa = apply_direction(seeds_to_ws(G, [3]), d["vector"], 3.0, d["layers"])
-    wb = apply_direction(seeds_to_ws(G, [9]), d["vector"], 3.0, d["layers"])
+    wa = d.apply(seeds_to_ws(G, [3]), 3.0)
+    wb = d.apply(seeds_to_ws(G, [9]), 3.0)
     assert w.shape == (1, 6, 32) and np.array_equal(w, mix_ws(wa, wb, [0, 1])[0].numpy())
 
 
@@ -552,10 +551,8 @@ def test_projection_progress_without_a_callback(G, monkeypatch):
 def test_direction_files_in_z_are_refused_and_empty_layers_mean_all(tmp_path):
     import numpy as np
 
-    from sgtrain.latent.studio import read_directions
-
     np.savez(tmp_path / "z.npz", direction=np.ones(16, np.float32), space="z", layers=np.zeros(0, np.int64))
     with pytest.raises(ValueError, match="direction in Z"):
-        read_directions(tmp_path / "z.npz")
+        load_directions(tmp_path / "z.npz", need_w=True)
     np.savez(tmp_path / "w.npz", direction=np.ones(16, np.float32), space="w", layers=np.zeros(0, np.int64))
-    assert read_directions(tmp_path / "w.npz")["layers"] is None
+    assert load_directions(tmp_path / "w.npz", need_w=True)[0].layers is None

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from sgtrain.latent import (
+    Direction,
     blend_ws,
     direction_sweep,
-    edit_ws,
     generate_images,
     interpolate_keyframes,
     latent_path,
@@ -258,8 +258,8 @@ def test_sefa_directions_are_the_top_eigenvectors(G):
     assert coarse["layers"] == [0, 1] and not torch.allclose(coarse["directions"][0].abs(), d[0].float().abs())
     # Editing touches only the chosen layers; strength 0 changes nothing.
     ws = seeds_to_ws(G, [1])
-    assert torch.equal(edit_ws(ws, d[0].float(), 0.0, [0, 1]), ws)
-    edited = edit_ws(ws, d[0].float(), 3.0, [0, 1])
+    assert torch.equal(Direction(d[0], "w", [0, 1]).apply(ws, 0.0), ws)
+    edited = Direction(d[0], "w", [0, 1]).apply(ws, 3.0)
     assert torch.equal(edited[:, 2:], ws[:, 2:])
     torch.testing.assert_close((edited - ws)[:, :2].norm(dim=-1), torch.full((1, 2), 3.0))
     sweep = direction_sweep(G, [1, 2], res["directions"][:2], res["layers"], [-3, 0, 3], truncation_psi=1)
@@ -275,3 +275,24 @@ def test_synthesize_rejects_wrong_shapes(G):
         synthesize(G, torch.zeros(1, G.num_ws, G.w_dim), noise_mode="fixed")
     grid = make_grid(np.ones([3, 2, 2, 3], np.uint8), 2, 2)
     assert grid.shape == (4, 4, 3) and grid[2:, 2:].max() == 0
+
+
+def test_in_batches_gives_the_rows_of_one_call():
+    from sgtrain.core.batches import in_batches
+
+    x, y = torch.randn(7, 3), torch.randn(7, 2)
+    calls = []
+
+    def fn(a, b):
+        calls.append(a.shape[0])
+        return torch.cat([a, b], 1) * 2
+
+    out = in_batches(fn, x, y, batch_size=3)
+    assert calls == [3, 3, 1] and torch.equal(out, torch.cat([x, y], 1) * 2)
+    assert torch.equal(in_batches(fn, x, y, batch_size=100), out) and calls[-1] == 7
+    with pytest.raises(ValueError, match="batch_size=0"):
+        in_batches(fn, x, y, batch_size=0)
+    with pytest.raises(ValueError, match="one row per sample"):
+        in_batches(fn, x, y[:3], batch_size=2)
+    with pytest.raises(ValueError, match="no rows"):
+        in_batches(fn, x[:0], y[:0], batch_size=2)

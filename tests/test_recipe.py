@@ -15,8 +15,8 @@ from sgtrain.cli import blend, generate, project
 from sgtrain.cli import recipe as recipe_cli
 from sgtrain.io import save_network
 from sgtrain.latent import make_grid, render_ws, save_ws, seeds_to_ws, sefa
+from sgtrain.latent.directions import Direction
 from sgtrain.latent.recipe import RecipeError, check_recipe, run_recipe
-from sgtrain.latent.studio import apply_direction
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "character_pipeline.yaml"
 
@@ -118,11 +118,11 @@ def test_load_direction_resize_save_and_grid_steps(nets, tmp_path):
     for i in range(2):
         assert (tmp_path / "out" / "stored" / f"w{i:02d}.png").read_bytes() == (tmp_path / "g" /
                                                                                 f"proj{i:02d}.png").read_bytes()
-    want = apply_direction(ws, d, 2.5, [0, 1, 2, 3])
+    want = Direction(d, "w", [0, 1, 2, 3]).apply(ws, 2.5)
     assert torch.equal(res["edited"].ws, want)
     assert np.array_equal(res["edited"].images, render_ws(G1, want).numpy())
     s = sefa(G1, [0, 1, 2, 3])  # coarse of a 32x32 network
-    want = apply_direction(ws, s["directions"][2], -3.0, range(6))
+    want = Direction(s["directions"][2], "w").apply(ws, -3.0, range(6))
     assert torch.equal(res["sefa2"].ws, want) and not torch.equal(want[:, 6:] - ws[:, 6:], want[:, :6] - ws[:, :6])
     assert res["small"].images.shape == (2, 16, 16, 3)
     assert png(tmp_path / "out" / "grid" / "sheet.png").shape == (32, 64, 3)

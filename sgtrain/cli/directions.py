@@ -8,13 +8,14 @@ import csv
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
+import torch
 
 from sgtrain.errors import InputError
 from sgtrain.latent import (
     direction_sweep,
-    load_directions,
     load_generator,
     load_ws,
     parse_grid,
@@ -30,18 +31,17 @@ from sgtrain.latent import (
 from sgtrain.latent._cli import add_sampling_args, run
 from sgtrain.latent.directions import (
     IMAGE_SCORES,
-    check_direction,
+    Direction,
     condition_direction,
     direction_video,
     fit_direction,
     image_scores,
     latent_spaces,
     load_direction,
-    make_direction,
+    load_directions,
     read_scores_csv,
     render_direction,
     render_latents,
-    save_direction,
     seed_classes,
     seed_latents,
     table_latents,
@@ -119,7 +119,13 @@ def _sefa(args) -> None:
                          "of a style-based generator (StyleGAN, StyleGAN2, StyleGAN3); for a z direction use "
                          "sgtrain-directions fit --space z")
     if args.directions:
-        result = load_directions(args.directions)
+        found = load_directions(args.directions)
+        if any(d.method != "sefa" for d in found):
+            raise InputError(f"'{args.directions}' holds a fitted direction, not SeFa's directions.npz: render it with "
+                             "sgtrain-directions apply --direction")
+        result = dict(directions=torch.stack([d.vector for d in found]),
+                      eigenvalues=torch.tensor([d.meta.get("eigenvalue", float("nan")) for d in found]),
+                      layers=found[0].layers or list(range(G.num_ws)))
         if result["directions"].shape[1] != G.w_dim:
             raise InputError(f"'{args.directions}' holds directions of w_dim {result['directions'].shape[1]}, "
                              f"the network has w_dim {G.w_dim}")
@@ -239,45 +245,45 @@ def _fit(args) -> None:
     if missing:
         raise InputError(f"no scores for {missing}; the scores have {sorted(scores)}")
     print(f"fitting {args.method} (ratio {ratio:g}) in {args.space} on {source}")
-    fitted: dict[str, dict] = {}
+    fitted: dict[str, Direction] = {}
 
-    def fit(name: str) -> dict:
+    def fit(name: str) -> Direction:
         if name not in fitted:
             r = fit_direction(latents, scores[name], args.method, ratio, args.split, args.C)
-            direction = r.pop("direction")
-            fitted[name] = make_direction(direction, args.space, layers, attribute=name, **r)
+            vector, method, accuracy = r.pop("direction"), r.pop("method"), r.pop("accuracy")
+            fitted[name] = Direction(vector, args.space, layers, name=name, method=method, accuracy=accuracy, meta=r)
         return fitted[name]
 
     conditions = []
     for cond in args.condition:
         if cond.endswith(".npz"):
             rec = load_direction(cond)
-            check_direction(G, rec)
-            if rec["space"] != args.space:
-                raise InputError(f"--condition {cond} is a {rec['space']} direction; this fit is in {args.space}")
+            rec.check(G)
+            if rec.space != args.space:
+                raise InputError(f"--condition {cond} is a {rec.space} direction; this fit is in {args.space}")
             conditions.append(rec)
         else:
             conditions.append(fit(cond))
     os.makedirs(args.outdir, exist_ok=True)
     for name in list(dict.fromkeys(wanted + [c for c in args.condition if not c.endswith(".npz")])):
-        rec = dict(fit(name))
-        others = [c for c in conditions if c["attribute"] != name] if name in wanted else []
+        rec = fit(name)
+        others = [c for c in conditions if c.name != name] if name in wanted else []
         if others:
-            rec["direction"] = condition_direction(rec["direction"], [c["direction"] for c in others])
-            rec["conditioned_on"] = [c["attribute"] for c in others]
+            vector = condition_direction(rec.vector, [c.vector for c in others])
             flat = latents.reshape(latents.shape[0], -1).double().cpu()
-            proj = (flat @ rec["direction"].reshape(-1).double()).numpy()
+            proj = (flat @ vector.reshape(-1).double()).numpy()
             ok = np.isfinite(scores[name])
             p, s = proj[ok] - proj[ok].mean(), scores[name][ok] - scores[name][ok].mean()
-            rec["latent_std"] = float(np.sqrt((p * p).mean()))
-            rec["score_slope"] = float((p * s).mean() / max((p * p).mean(), 1e-30))
-            rec.pop("offset", None)  # the boundary's offset belongs to the unconditioned normal
+            meta = {k: v for k, v in rec.meta.items() if k != "offset"}  # the offset is the unconditioned normal's
+            meta.update(conditioned_on=[c.name for c in others], latent_std=float(np.sqrt((p * p).mean())),
+                        score_slope=float((p * s).mean() / max((p * p).mean(), 1e-30)))
+            rec = replace(rec, vector=vector, meta=meta)
         path = os.path.join(args.outdir, f"{name}.npz")
-        save_direction(path, rec)
-        cond = f", conditioned on {', '.join(rec['conditioned_on'])}" if rec.get("conditioned_on") else ""
-        print(f"{name}: accuracy {rec['accuracy']:.3f} (validation, {rec['num_val']} samples), "
-              f"{rec['accuracy_all']:.3f} (all samples); latents spread {rec['latent_std']:.3g} along it{cond} "
-              f"-> {path}")
+        rec.save(path)
+        cond = f", conditioned on {', '.join(rec.meta['conditioned_on'])}" if rec.meta.get("conditioned_on") else ""
+        print(f"{name}: accuracy {rec.accuracy:.3f} (validation, {rec.meta['num_val']} samples), "
+              f"{rec.meta['accuracy_all']:.3f} (all samples); latents spread {rec.meta['latent_std']:.3g} along "
+              f"it{cond} -> {path}")
 
 
 def _edit_args(p: argparse.ArgumentParser) -> None:
@@ -293,9 +299,9 @@ def _edit_args(p: argparse.ArgumentParser) -> None:
     add_sampling_args(p)
 
 
-def _edit_inputs(args, G) -> tuple[dict, dict]:
+def _edit_inputs(args, G) -> tuple[Direction, dict]:
     rec = load_direction(args.direction, args.index)
-    check_direction(G, rec)
+    rec.check(G)
     if args.trunc != 1:
         require_w(G, "the truncation trick (--trunc != 1)")
     if args.seeds is not None:
@@ -305,7 +311,7 @@ def _edit_inputs(args, G) -> tuple[dict, dict]:
 
         c = make_labels(G, len(seeds), args.class_idx, z.device)
         inputs = dict(z=z, c=c)
-        if rec["space"] != "z":
+        if rec.space != "z":
             inputs = dict(ws=seeds_to_ws(G, seeds, args.trunc, args.trunc_cutoff, args.class_idx, args.batch_size))
     else:
         require_w(G, "a latent file of ws (--w; give --seeds for z)")
@@ -338,9 +344,9 @@ def _apply(args) -> None:
         save_ws(os.path.join(args.outdir, "edited_w.npz"), ws.reshape(-1, *ws.shape[2:]),
                 strengths=np.asarray(strengths, dtype=np.float32))
         msg += f" and edited_w.npz ([{ws.shape[0]} latents x {ws.shape[1]} strengths, num_ws, w_dim])"
-    std = rec.get("latent_std")
+    std = rec.meta.get("latent_std")
     spread = f"; the fitted samples spread {std:.3g} along it" if isinstance(std, float) else ""
-    print(f"{rec['attribute'] or 'direction'} ({rec['space']}, layers {rec['layers'] or 'all'}){spread}; "
+    print(f"{rec.name or 'direction'} ({rec.space}, layers {rec.layers or 'all'}){spread}; "
           f"wrote {msg} to {args.outdir}")
 
 

@@ -1,12 +1,15 @@
-"""The one check of how a run's minibatches split over processes and passes (config validation and GANModule)."""
+"""Batches: the one check of how a run's minibatches split over processes and passes (config validation and
+GANModule), and the one way to run a network over many inputs in batches (:func:`in_batches`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from sgtrain.errors import ConfigError
+import torch
 
-__all__ = ["check_batches"]
+from sgtrain.errors import ConfigError, InputError
+
+__all__ = ["check_batches", "in_batches"]
 
 
 def check_batches(minibatches: Sequence[int], world: int, batch_gpu: int | None, loader_batch: int | None = None,
@@ -48,3 +51,36 @@ def check_batches(minibatches: Sequence[int], world: int, batch_gpu: int | None,
             raise ConfigError(f"the loader batch {loader_batch} does not divide the per-device batch {per_dev}")
         passes.append(bgpu)
     return passes
+
+
+def in_batches(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor, batch_size: int,
+               device: torch.device | str | None = None) -> torch.Tensor:
+    """``fn`` over consecutive slices of its inputs, the outputs concatenated: the one "run G in batches" (the
+    mapping, the synthesis, ``G(z, c)``, an encoder; the latent tools, the sample grids, the metrics' generator pass).
+
+    Args:
+        fn: called as ``fn(x0[i:i + batch_size], x1[i:i + batch_size], ...)`` for i = 0, batch_size, ...; returns a
+            tensor [n, ...] for n rows (e.g. ``lambda z, c: G.mapping(z, c, truncation_psi=psi)``).
+        inputs: tensors with the same first dimension N >= 1 (z [N, z_dim] and c [N, c_dim]; ws [N, num_ws, w_dim]).
+        batch_size: rows per call, >= 1; the last call takes the rest.
+        device: where each slice goes before the call; None leaves it where it is.
+
+    Returns:
+        The outputs concatenated along dim 0: [N, ...], with the dtype and device ``fn`` gives.
+
+    Raises:
+        ValueError: batch_size < 1, no inputs or no rows, or inputs of different lengths.
+    """
+    if batch_size < 1:
+        raise InputError(f"batch_size={batch_size}: give at least 1 row per call")
+    if not inputs or inputs[0].shape[0] == 0:
+        raise InputError("nothing to run in batches: the inputs have no rows")
+    n = inputs[0].shape[0]
+    if any(x.shape[0] != n for x in inputs):
+        raise InputError(f"inputs of {[x.shape[0] for x in inputs]} rows: every input needs one row per sample")
+
+    def part(x: torch.Tensor, i: int) -> torch.Tensor:
+        x = x[i:i + batch_size]
+        return x if device is None else x.to(device)
+
+    return torch.cat([fn(*(part(x, i) for x in inputs)) for i in range(0, n, batch_size)])

@@ -24,7 +24,7 @@ from sgtrain.latent.common import (
     synthesize,
     to_uint8,
 )
-from sgtrain.latent.directions import direction_sweep, edit_ws, load_directions, save_directions, sefa
+from sgtrain.latent.directions import Direction, direction_sweep, load_directions, save_directions, sefa
 from sgtrain.latent.generate import generate_images, render_ws
 from sgtrain.latent.interpolate import (
     VideoWriter,
@@ -42,7 +42,7 @@ __all__ = [
     "blend_ws", "load_sources", "mean_ws", "parse_layer_spec",
     "load_generator", "load_ws", "make_grid", "make_labels", "parse_grid", "parse_range", "resolve_device",
     "save_image", "save_ws", "seeds_to_ws", "seeds_to_z", "synthesize", "to_uint8",
-    "direction_sweep", "edit_ws", "load_directions", "save_directions", "sefa",
+    "Direction", "direction_sweep", "load_directions", "save_directions", "sefa",
     "generate_images", "render_ws",
     "VideoWriter", "interpolate_keyframes", "interpolation_video", "latent_path", "lerp", "slerp", "z_path",
     "mix_ws", "style_layers", "style_mixing_grid",

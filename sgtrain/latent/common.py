@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from sgtrain.core.batches import in_batches
 from sgtrain.errors import FileContentError, InputError, MissingFileError
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "load_generator",
     "seeds_to_z",
     "make_labels",
+    "map_z",
     "seeds_to_ws",
     "synthesize",
     "to_uint8",
@@ -150,6 +152,30 @@ def make_labels(G: torch.nn.Module, n: int, class_idx: int | None, device: torch
 
 
 @torch.no_grad()
+def map_z(
+    G: torch.nn.Module,
+    z: torch.Tensor,
+    c: torch.Tensor,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """``G.mapping(z, c)`` with the truncation trick (see :func:`seeds_to_ws`), ``batch_size`` rows per call
+    (:func:`sgtrain.core.batches.in_batches`).
+
+    Args:
+        z: float32 [N, z_dim]; c: float32 [N, c_dim] ([N, 0] for an unconditional network); any device.
+
+    Returns:
+        float32 ws [N, num_ws, w_dim] on G's device.
+    """
+    device = next(G.parameters()).device
+    return in_batches(lambda zz, cc: G.mapping(zz, cc, truncation_psi=truncation_psi,
+                                               truncation_cutoff=truncation_cutoff), z, c,
+                      batch_size=batch_size, device=device)
+
+
+@torch.no_grad()
 def seeds_to_ws(
     G: torch.nn.Module,
     seeds: Sequence[int],
@@ -169,9 +195,7 @@ def seeds_to_ws(
     device = next(G.parameters()).device
     z = seeds_to_z(seeds, G.z_dim).to(device)
     c = make_labels(G, len(seeds), class_idx, device)
-    out = [G.mapping(z[i:i + batch_size], c[i:i + batch_size], truncation_psi=truncation_psi,
-                     truncation_cutoff=truncation_cutoff) for i in range(0, len(seeds), batch_size)]
-    return torch.cat(out)
+    return map_z(G, z, c, truncation_psi, truncation_cutoff, batch_size)
 
 
 def synthesize(
@@ -201,9 +225,7 @@ def synthesize(
         raise InputError(f"ws has shape {list(ws.shape)}; this network takes [N, num_ws={G.num_ws}, w_dim={G.w_dim}]")
     device = next(G.parameters()).device
     with torch.set_grad_enabled(grad):
-        out = [G.synthesis(ws[i:i + batch_size].to(device), noise_mode=noise_mode)
-               for i in range(0, ws.shape[0], batch_size)]
-    return torch.cat(out)
+        return in_batches(lambda w: G.synthesis(w, noise_mode=noise_mode), ws, batch_size=batch_size, device=device)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

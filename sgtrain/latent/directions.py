@@ -16,7 +16,9 @@ to change one attribute without another, remove from ``n`` its component along t
 ``n - (n . m) m`` for one of them, the projection onto the orthogonal complement of their span for several.
 Fitting works in Z (before the mapping network; every network has it), W (one w) or W+ (num_ws ws, flattened).
 
-A direction file (``.npz``, see :func:`save_direction`) holds one direction and where it applies.
+A direction is one :class:`Direction` (vector, space, layers, name, method, accuracy, meta): :func:`load_directions`
+reads every direction file sgtrain writes or wrote (a fitted direction, or the K rows of a SeFa file),
+:meth:`Direction.save` writes one, :meth:`Direction.apply` is the one place a direction moves latents.
 """
 
 from __future__ import annotations
@@ -26,19 +28,21 @@ import math
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from sgtrain.core.batches import in_batches
 from sgtrain.errors import FileContentError, InputError, MissingFileError
-from sgtrain.latent.common import load_ws, make_grid, seeds_to_ws, seeds_to_z, synthesize, to_uint8
+from sgtrain.latent.common import load_ws, make_grid, map_z, seeds_to_ws, seeds_to_z, synthesize, to_uint8
 
 __all__ = [
-    "affine_layers", "sefa", "save_directions", "load_directions", "edit_ws", "direction_sweep",
+    "Direction", "load_directions", "load_direction", "sefa_directions", "save_directions",
+    "affine_layers", "sefa", "direction_sweep",
     "SPACES", "IMAGE_SCORES", "DIRECTION_FORMAT", "latent_spaces", "image_scores", "seed_classes", "seed_latents",
     "latents_to_ws", "render_latents", "read_scores_csv", "table_latents", "fit_direction", "condition_direction",
-    "make_direction", "save_direction", "load_direction", "check_direction", "move_latents", "edited_ws",
-    "render_direction", "direction_video",
+    "edited_ws", "render_direction", "direction_video",
 ]
 
 
@@ -110,40 +114,30 @@ def sefa(G: torch.nn.Module, layers: Sequence[int] | None = None) -> dict:
 
 
 def save_directions(path: str | os.PathLike, result: dict) -> None:
-    """Write a :func:`sefa` result to ``.npz`` (keys directions, eigenvalues, layers)."""
+    """Write a :func:`sefa` result as a SeFa direction file (``.npz``, atomically; no pickles).
+
+    Keys: ``directions`` float32 [K, w_dim] (row k = k-th unit direction, strongest first), ``eigenvalues`` float32
+    [K], ``layers`` int64 [L] (the ws indices the factorized affines feed). :func:`load_directions` reads it back as
+    K :class:`Direction` objects in W.
+    """
+    if not str(path).endswith(".npz"):  # where np.savez(path) put it before
+        path = f"{path}.npz"
+    _write_npz(path, dict(directions=result["directions"].cpu().numpy(),
+                          eigenvalues=result["eigenvalues"].cpu().numpy(),
+                          layers=np.asarray(result["layers"], dtype=np.int64)))
+
+
+def _write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """The one writer of direction files: ``np.savez`` through :func:`sgtrain.io.atomic.atomic_write`."""
+    from sgtrain.io.atomic import atomic_write
+
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    np.savez(path, directions=result["directions"].cpu().numpy(), eigenvalues=result["eigenvalues"].cpu().numpy(),
-             layers=np.asarray(result["layers"], dtype=np.int64))
 
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
 
-def load_directions(path: str | os.PathLike) -> dict:
-    """Read directions written by :func:`save_directions` (tensors on CPU).
-
-    Raises:
-        FileNotFoundError, KeyError (not a directions file).
-    """
-    if not os.path.exists(path):
-        raise MissingFileError(f"directions file '{path}' not found; write one with sgtrain-directions")
-    data = np.load(path)
-    if "directions" not in data:
-        raise FileContentError(f"'{path}' has no 'directions' array; it is not a file written by sgtrain-directions")
-    return dict(directions=torch.from_numpy(data["directions"]), eigenvalues=torch.from_numpy(data["eigenvalues"]),
-                layers=[int(i) for i in data["layers"]])
-
-
-def edit_ws(ws: torch.Tensor, direction: torch.Tensor, strength: float, layers: Sequence[int]) -> torch.Tensor:
-    """``ws`` with ``strength * direction`` added to the given layers.
-
-    Args:
-        ws: float32 [N, num_ws, w_dim]. direction: float32 [w_dim] (unit length from :func:`sefa`).
-
-    Returns:
-        float32 [N, num_ws, w_dim] (a new tensor).
-    """
-    out = ws.clone()
-    idx = list(layers)
-    out[:, idx] += strength * direction.to(ws)
-    return out
+    atomic_write(path, write)
 
 
 @torch.no_grad()
@@ -171,8 +165,9 @@ def direction_sweep(
     """
     ws = seeds_to_ws(G, seeds, truncation_psi, truncation_cutoff, class_idx, batch_size)
     D, S = directions.shape[0], len(strengths)
-    edited = torch.stack([torch.stack([edit_ws(ws, directions[d], s, layers) for s in strengths], dim=1)
-                          for d in range(D)])  # [D, N, S, num_ws, w_dim]
+    rows = [Direction(directions[d], "w", layers) for d in range(D)]
+    edited = torch.stack([torch.stack([row.apply(ws, s) for s in strengths], dim=1)
+                          for row in rows])  # [D, N, S, num_ws, w_dim]
     imgs = to_uint8(synthesize(G, edited.reshape(-1, G.num_ws, G.w_dim), noise_mode, batch_size))
     imgs = imgs.reshape(D, len(seeds), S, *imgs.shape[1:])
     grids = [make_grid(imgs[d].reshape(-1, *imgs.shape[3:]).numpy(), len(seeds), S) for d in range(D)]
@@ -288,8 +283,7 @@ def seed_latents(
     device = next(G.parameters()).device
     z = seeds_to_z(seeds, G.z_dim).to(device)
     c = _labels(G, len(seeds), class_idx, classes, device)
-    ws = torch.cat([G.mapping(z[i:i + batch_size], c[i:i + batch_size], truncation_psi=truncation_psi,
-                              truncation_cutoff=truncation_cutoff) for i in range(0, len(seeds), batch_size)])
+    ws = map_z(G, z, c, truncation_psi, truncation_cutoff, batch_size)
     return ws[:, 0] if space == "w" else ws
 
 
@@ -313,8 +307,7 @@ def latents_to_ws(
     if space == "w":
         return latents[:, None].repeat(1, G.num_ws, 1)
     c = torch.zeros([latents.shape[0], G.c_dim], device=device) if c is None else c.to(device)
-    return torch.cat([G.mapping(latents[i:i + batch_size], c[i:i + batch_size], truncation_psi=truncation_psi,
-                                truncation_cutoff=truncation_cutoff) for i in range(0, latents.shape[0], batch_size)])
+    return map_z(G, latents, c, truncation_psi, truncation_cutoff, batch_size)
 
 
 @torch.no_grad()
@@ -335,8 +328,7 @@ def render_latents(
     if space == "z" and "w" not in latent_spaces(G):
         device = next(G.parameters()).device
         c = torch.zeros([latents.shape[0], G.c_dim], device=device) if c is None else c.to(device)
-        return torch.cat([G(latents[i:i + batch_size].to(device), c[i:i + batch_size])
-                          for i in range(0, latents.shape[0], batch_size)])
+        return in_batches(G, latents, c, batch_size=batch_size, device=device)
     ws = latents_to_ws(G, latents, space, c, truncation_psi, truncation_cutoff, batch_size)
     return synthesize(G, ws, noise_mode, batch_size)
 
@@ -555,151 +547,220 @@ def condition_direction(direction: torch.Tensor, others: Sequence[torch.Tensor])
     return (out / out.norm()).reshape(direction.shape).float()
 
 
-def make_direction(
-    direction: torch.Tensor,
-    space: str,
-    layers: Sequence[int] | None = None,
-    attribute: str = "",
-    method: str = "",
-    accuracy: float = float("nan"),
-    **meta,
-) -> dict:
-    """A direction record (what :func:`save_direction` writes and :func:`load_direction` returns).
+@dataclass(frozen=True, eq=False)
+class Direction:
+    """One latent direction and where it applies: what every direction file holds and every editor applies.
 
-    Args:
-        direction: float [z_dim] (space z), [w_dim] (w) or [num_ws, w_dim] (w+).
-        layers: ws indices an edit touches by default (None = all).
-        meta: further scalars or strings kept in the file (offset, latent_std, score_slope, conditioned_on ...).
-    """
-    if space not in SPACES:
-        raise InputError(f"space '{space}' unknown: use z, w or w+")
-    want = 2 if space == "w+" else 1
-    if direction.ndim != want:
-        raise InputError(f"a {space} direction has {want} dimension(s); got shape {list(direction.shape)}")
-    return dict(direction=direction.detach().float().cpu(), space=space,
-                layers=None if layers is None else [int(i) for i in layers], attribute=attribute, method=method,
-                accuracy=float(accuracy), **meta)
+    Made by :func:`fit_direction` + this constructor (``sgtrain-directions fit``), by :func:`sefa_directions` (SeFa)
+    or read by :func:`load_directions`; written by :meth:`save`; applied by :meth:`apply` (the only place a
+    direction is added to latents: the directions commands, the explorer's sliders, recipes and SeFa sweeps).
 
-
-def save_direction(path: str | os.PathLike, record: dict) -> None:
-    """Write a direction record as ``.npz`` (format ``sgtrain-direction`` version 1; no pickles).
-
-    Keys: ``direction`` float32 [z_dim] | [w_dim] | [num_ws, w_dim] (unit L2 norm over all its elements);
-    ``space`` 'z' | 'w' | 'w+'; ``layers`` int64 [L] (ws indices the edit applies to; empty = all layers);
-    ``attribute``, ``method`` (svm, logistic, sefa ...) strings; ``accuracy`` float (validation accuracy, NaN if
-    unknown); ``conditioned_on`` string array; ``format``, ``format_version``; and every other scalar or string of
-    the record (offset, latent_std, score_slope, num_train ...).
-    """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    arrays = dict(
-        format=np.array(DIRECTION_FORMAT), format_version=np.array(DIRECTION_FORMAT_VERSION, dtype=np.int64),
-        direction=record["direction"].detach().cpu().numpy().astype(np.float32),
-        space=np.array(record["space"]),
-        layers=np.asarray([] if record.get("layers") is None else record["layers"], dtype=np.int64),
-        attribute=np.array(str(record.get("attribute", ""))), method=np.array(str(record.get("method", ""))),
-        name=np.array(str(record.get("attribute", "")) or os.path.splitext(os.path.basename(str(path)))[0]),
-        accuracy=np.array(float(record.get("accuracy", float("nan"))), dtype=np.float64),
-        conditioned_on=np.asarray([str(a) for a in record.get("conditioned_on", [])], dtype=np.str_),
-    )
-    for k, v in record.items():
-        if k in arrays or k in ("layers", "conditioned_on"):
-            continue
-        if isinstance(v, (bool, int, float, np.integer, np.floating)):
-            arrays[k] = np.array(v)
-        elif isinstance(v, str):
-            arrays[k] = np.array(v)
-    from sgtrain.io.atomic import atomic_write
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-
-    atomic_write(path, write)
-
-
-def load_direction(path: str | os.PathLike, index: int | None = None) -> dict:
-    """Read a direction file: one written by :func:`save_direction`, or row ``index`` of a SeFa ``directions.npz``.
-
-    Returns:
-        A record as :func:`make_direction` makes (``direction`` float32 tensor on CPU, ``space``, ``layers`` list or
-        None = all, ``attribute``, ``method``, ``accuracy`` and the stored metadata).
+    Attributes:
+        vector: float32 on CPU: [z_dim] (space 'z'), [w_dim] (space 'w': the same step in every edited layer) or
+            [num_ws, w_dim] (space 'w+': a step per layer). Fitted and SeFa directions have unit L2 norm.
+        space: 'z' (moves z before the mapping), 'w' or 'w+' (moves ws [N, num_ws, w_dim]).
+        layers: ws indices an edit touches by default; None = every layer (an empty list is read as None).
+        name: the attribute (``'age'``), or a file's stem / ``stem[k]`` for the rows of a SeFa file.
+        method: how it was found (``'svm'``, ``'logistic'``, ``'sefa'``; ``''`` unknown).
+        accuracy: validation accuracy of the fitted boundary in [0, 1]; NaN if unknown.
+        meta: further scalars and strings kept in the file (``offset``, ``latent_std`` = the samples' spread along
+            the direction in latent units, ``score_slope``, ``num_train``, ``eigenvalue`` of a SeFa row ...) and
+            ``conditioned_on`` (list of attribute names, InterFaceGAN sec. 2.2).
 
     Raises:
-        FileNotFoundError; KeyError: not a direction file; ValueError: index out of range, or a newer format.
+        ValueError: an unknown space, or a vector whose rank does not fit the space.
+    """
+
+    vector: torch.Tensor
+    space: str
+    layers: list[int] | None = None
+    name: str = ""
+    method: str = ""
+    accuracy: float = float("nan")
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.space not in SPACES:
+            raise InputError(f"space '{self.space}' unknown: use z, w or w+")
+        vector = torch.as_tensor(self.vector).detach().float().cpu()
+        want = 2 if self.space == "w+" else 1
+        if vector.ndim != want:
+            raise InputError(f"a {self.space} direction has {want} dimension(s); got shape {list(vector.shape)}")
+        object.__setattr__(self, "vector", vector)
+        layers = None if self.layers is None else [int(i) for i in self.layers]
+        object.__setattr__(self, "layers", layers or None)
+        object.__setattr__(self, "accuracy", float(self.accuracy))
+        object.__setattr__(self, "meta", dict(self.meta))
+
+    def check(self, G: torch.nn.Module) -> None:
+        """Raise ValueError, naming both shapes, when this direction does not fit ``G`` (or its space is missing)."""
+        _check_space(G, self.space)
+        want = {"z": (G.z_dim,), "w": (getattr(G, "w_dim", 0),),
+                "w+": (getattr(G, "num_ws", 0), getattr(G, "w_dim", 0))}[self.space]
+        if tuple(self.vector.shape) != want:
+            raise InputError(f"the {self.space} direction has shape {list(self.vector.shape)} but this network's "
+                             f"{self.space} is {list(want)}: it was fitted on another network")
+        if self.layers and self.space != "z" and max(self.layers) >= G.num_ws:
+            raise InputError(f"the direction's layers {self.layers} go beyond this network's num_ws={G.num_ws}")
+
+    def apply(self, latents: torch.Tensor, strength: float, layers: Sequence[int] | None = None) -> torch.Tensor:
+        """Latents moved by ``strength * vector`` in the direction's own space.
+
+        Args:
+            latents: z float [N, z_dim] for a z direction; ws float [N, num_ws, w_dim] for w and w+ directions.
+            strength: distance in latent units (``2 * meta['latent_std']`` is "two standard deviations").
+            layers: ws indices to edit (None: :attr:`layers`, else all). A w direction is added to each chosen
+                layer, a w+ direction adds its own rows of the chosen layers; ignored for z (see :func:`edited_ws`).
+
+        Returns:
+            a new tensor of the input's shape, dtype and device.
+
+        Raises:
+            ValueError: latents of the wrong rank or size for this direction; a layer out of range.
+        """
+        d = self.vector.to(latents)
+        if self.space == "z":
+            if latents.ndim != 2 or latents.shape[1] != d.shape[0]:
+                raise InputError(f"a z direction of z_dim {d.shape[0]} moves z [N, {d.shape[0]}]; got "
+                                 f"{list(latents.shape)}")
+            return latents + strength * d
+        if latents.ndim != 3:
+            raise InputError(f"a {self.space} direction moves ws [N, num_ws, w_dim]; got {list(latents.shape)}")
+        num_ws, w_dim = latents.shape[1], latents.shape[2]
+        sel = layers if layers is not None else self.layers
+        idx = list(range(num_ws)) if sel is None else [int(i) for i in sel]
+        bad = [i for i in idx if not 0 <= i < num_ws]
+        if bad:
+            raise InputError(f"direction layers {bad} out of range: the latents have num_ws={num_ws}")
+        if self.space == "w" and d.shape[0] != w_dim:
+            raise InputError(f"direction has w_dim {d.shape[0]}, the latents have w_dim {w_dim}")
+        if self.space == "w+" and tuple(d.shape) != (num_ws, w_dim):
+            raise InputError(f"direction has shape {list(d.shape)}, the latents need [num_ws={num_ws}, "
+                             f"w_dim={w_dim}] or a w direction [w_dim]")
+        out = latents.clone()
+        out[:, idx] += strength * (d if self.space == "w" else d[idx])
+        return out
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write this direction as ``.npz`` (format ``sgtrain-direction`` version 1; atomically; no pickles).
+
+        Keys: ``direction`` float32 [z_dim] | [w_dim] | [num_ws, w_dim]; ``space`` 'z' | 'w' | 'w+'; ``layers``
+        int64 [L] (ws indices the edit applies to; empty = all layers); ``attribute`` (:attr:`name`), ``name``
+        (:attr:`name`, else the file's stem), ``method`` strings; ``accuracy`` float (NaN if unknown);
+        ``conditioned_on`` string array; ``format``, ``format_version``; and every scalar or string of :attr:`meta`.
+        """
+        arrays = dict(
+            format=np.array(DIRECTION_FORMAT), format_version=np.array(DIRECTION_FORMAT_VERSION, dtype=np.int64),
+            direction=self.vector.numpy().astype(np.float32), space=np.array(self.space),
+            layers=np.asarray([] if self.layers is None else self.layers, dtype=np.int64),
+            attribute=np.array(self.name), method=np.array(self.method),
+            name=np.array(self.name or os.path.splitext(os.path.basename(str(path)))[0]),
+            accuracy=np.array(self.accuracy, dtype=np.float64),
+            conditioned_on=np.asarray([str(a) for a in self.meta.get("conditioned_on", [])], dtype=np.str_),
+        )
+        for k, v in self.meta.items():
+            if k in arrays:
+                continue
+            if isinstance(v, (bool, int, float, str, np.integer, np.floating)):
+                arrays[k] = np.array(v)
+        _write_npz(path, arrays)
+
+
+def sefa_directions(result: dict, name: str = "sefa") -> list[Direction]:
+    """The rows of a :func:`sefa` result (or a SeFa file's arrays) as W directions ``name[k]``, strongest first,
+    each with its ``meta['eigenvalue']`` when the result has eigenvalues."""
+    vectors = torch.as_tensor(result["directions"]).float()
+    eig = result.get("eigenvalues")
+    return [Direction(vectors[k], "w", list(result["layers"]), name=f"{name}[{k}]", method="sefa",
+                      meta={} if eig is None else dict(eigenvalue=float(eig[k])))
+            for k in range(vectors.shape[0])]
+
+
+_RECORD_KEYS = {"format", "format_version", "direction", "space", "layers", "attribute", "method", "accuracy",
+                "conditioned_on", "name"}
+
+
+def load_directions(path: str | os.PathLike, *, need_w: bool = False) -> list[Direction]:
+    """Read every direction of a file sgtrain writes or wrote: a :meth:`Direction.save` file (``sgtrain-direction``
+    version 1; also one without ``format`` / ``space`` keys: a [w_dim] vector is then a w, [num_ws, w_dim] a w+
+    direction) gives one, a SeFa file (:func:`save_directions`) K, strongest first.
+
+    Args:
+        need_w: the caller adds directions to ws (the explorer, recipes): a z direction is refused, with its fix.
+
+    Returns:
+        [Direction] with tensors on CPU.
+
+    Raises:
+        FileNotFoundError: no file. KeyError: a bare array, or neither ``direction`` nor ``directions`` in it.
+        ValueError: an array of the wrong rank, an unknown space, a newer format version, a z direction with need_w.
     """
     if not os.path.exists(path):
         raise MissingFileError(f"direction file '{path}' not found; write one with sgtrain-directions fit (or sefa)")
     data = np.load(path, allow_pickle=False)
-    if "directions" in data and "direction" not in data:  # SeFa: all directions, rows strongest first
-        k = 0 if index is None else int(index)
-        if not 0 <= k < data["directions"].shape[0]:
-            last = data["directions"].shape[0] - 1
-            raise InputError(f"--index {k} is out of range: '{path}' holds directions 0-{last}")
-        return make_direction(torch.from_numpy(data["directions"][k].copy()), "w", [int(i) for i in data["layers"]],
-                              attribute=f"sefa{k}", method="sefa", eigenvalue=float(data["eigenvalues"][k]))
-    if "direction" not in data or "space" not in data:
-        raise FileContentError(f"'{path}' is not a direction file (it has {sorted(data.keys())}); write one with "
-                       "sgtrain-directions fit")
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise FileContentError(f"'{path}' is a bare array; a direction file is an .npz with 'direction' or "
+                               "'directions'")
+    stem = os.path.splitext(os.path.basename(str(path)))[0]
+    with data:
+        if "direction" in data:
+            found = [_read_record(path, data, stem)]
+        elif "directions" in data:
+            d = np.asarray(data["directions"], dtype=np.float32)
+            if d.ndim != 2:
+                raise InputError(f"'{path}': 'directions' has shape {list(d.shape)}; expected [K, w_dim]")
+            layers = [int(i) for i in np.atleast_1d(data["layers"])] if "layers" in data else []
+            eig = data["eigenvalues"] if "eigenvalues" in data else None
+            found = sefa_directions(dict(directions=torch.from_numpy(d), eigenvalues=eig, layers=layers), stem)
+        else:
+            raise FileContentError(f"'{path}' is not a direction file: it holds {sorted(data.files)}, not 'direction'"
+                                   " ([z_dim], [w_dim] or [num_ws, w_dim], from sgtrain-directions fit) or "
+                                   "'directions' ([K, w_dim], from sgtrain-directions sefa)")
+    if need_w and any(d.space == "z" for d in found):
+        raise InputError(f"'{path}' holds a direction in Z (space 'z'): it moves z before the mapping, so it cannot "
+                         "be added to w; apply it with `sgtrain-directions apply` (or refit it in W with "
+                         "`sgtrain-directions fit --space w`)")
+    return found
+
+
+def _read_record(path: str | os.PathLike, data: np.lib.npyio.NpzFile, stem: str) -> Direction:
     version = int(data["format_version"]) if "format_version" in data else 1
     if version > DIRECTION_FORMAT_VERSION:
         raise InputError(f"'{path}' has direction format version {version}; this sgtrain reads up to "
                          f"{DIRECTION_FORMAT_VERSION}: update sgtrain")
-    skip = {"format", "format_version", "direction", "space", "layers", "attribute", "method", "accuracy",
-            "conditioned_on", "name"}
-    meta = {k: data[k].item() for k in data.keys() if k not in skip and data[k].ndim == 0}
-    layers = [int(i) for i in data["layers"]]
-    return make_direction(torch.from_numpy(data["direction"].copy()), str(data["space"]), layers or None,
-                          attribute=str(data["attribute"]) if "attribute" in data else "",
-                          method=str(data["method"]) if "method" in data else "",
-                          accuracy=float(data["accuracy"]) if "accuracy" in data else float("nan"),
-                          conditioned_on=[str(a) for a in data["conditioned_on"]] if "conditioned_on" in data else [],
-                          **meta)
+    vector = np.asarray(data["direction"], dtype=np.float32)
+    space = str(data["space"]) if "space" in data else ("w+" if vector.ndim == 2 else "w")
+    if space in SPACES and vector.ndim != (2 if space == "w+" else 1):
+        raise InputError(f"'{path}': 'direction' has shape {list(vector.shape)}; a {space} direction is "
+                         f"{'[num_ws, w_dim]' if space == 'w+' else '[z_dim]' if space == 'z' else '[w_dim]'}")
+    attribute = str(data["attribute"]) if "attribute" in data else ""
+    meta = {k: data[k].item() for k in data.files if k not in _RECORD_KEYS and data[k].ndim == 0}
+    meta["conditioned_on"] = [str(a) for a in data["conditioned_on"]] if "conditioned_on" in data else []
+    return Direction(torch.from_numpy(vector), space,
+                     [int(i) for i in np.atleast_1d(data["layers"])] if "layers" in data else None,
+                     name=attribute or (str(data["name"]) if "name" in data else stem),
+                     method=str(data["method"]) if "method" in data else "",
+                     accuracy=float(data["accuracy"]) if "accuracy" in data else float("nan"), meta=meta)
 
 
-def check_direction(G: torch.nn.Module, record: dict) -> None:
-    """Raise ValueError, naming both shapes, when a direction does not fit the network (or its space is missing)."""
-    space, d = record["space"], record["direction"]
-    _check_space(G, space)
-    want = {"z": (G.z_dim,), "w": (getattr(G, "w_dim", 0),),
-            "w+": (getattr(G, "num_ws", 0), getattr(G, "w_dim", 0))}[space]
-    if tuple(d.shape) != want:
-        raise InputError(f"the {space} direction has shape {list(d.shape)} but this network's {space} is {list(want)}:"
-                         " it was fitted on another network")
-    layers = record.get("layers")
-    if layers and space != "z" and max(layers) >= G.num_ws:
-        raise InputError(f"the direction's layers {layers} go beyond this network's num_ws={G.num_ws}")
+def load_direction(path: str | os.PathLike, index: int | None = None, *, need_w: bool = False) -> Direction:
+    """Direction ``index`` (default 0) of a file read by :func:`load_directions`: a fit file holds one, a SeFa file
+    K (``sgtrain-directions apply --index``, a recipe's ``index``).
 
-
-def move_latents(latents: torch.Tensor, record: dict, strength: float, layers: Sequence[int] | None = None
-                 ) -> torch.Tensor:
-    """Move latents along a direction in the direction's own space.
-
-    Args:
-        latents: z [N, z_dim] for a z direction; ws [N, num_ws, w_dim] for w and w+ directions.
-        strength: distance in latent units (directions have unit length; ``record['latent_std']``, when stored, is
-            the samples' spread along the direction, so ``strength = 2 * latent_std`` is "two standard deviations").
-        layers: ws indices to edit (None: the record's layers, else all). A w direction is added to each chosen
-            layer; a w+ direction adds its own rows of the chosen layers. Ignored for z (see :func:`edited_ws`).
-
-    Returns:
-        a new tensor of the input's shape.
+    Raises:
+        ValueError: index out of range; the errors of :func:`load_directions`.
     """
-    d = record["direction"].to(latents)
-    if record["space"] == "z":
-        return latents + strength * d
-    if latents.ndim != 3:
-        raise InputError(f"a {record['space']} direction moves ws [N, num_ws, w_dim]; got {list(latents.shape)}")
-    sel = layers if layers is not None else record.get("layers")
-    idx = list(range(latents.shape[1])) if sel is None else list(sel)
-    out = latents.clone()
-    out[:, idx] += strength * (d if record["space"] == "w" else d[idx])
-    return out
+    found = load_directions(path, need_w=need_w)
+    k = 0 if index is None else int(index)
+    if not 0 <= k < len(found):
+        raise InputError(f"index {k} is out of range: '{path}' holds direction(s) 0-{len(found) - 1}")
+    return found[k]
 
 
 @torch.no_grad()
 def edited_ws(
     G: torch.nn.Module,
-    record: dict,
+    direction: Direction,
     strengths: Sequence[float],
     *,
     z: torch.Tensor | None = None,
@@ -722,17 +783,17 @@ def edited_ws(
     Raises:
         ValueError: the direction does not fit G, a z direction without z, or neither z nor ws given.
     """
-    check_direction(G, record)
+    direction.check(G)
     if (z is None) == (ws is None):
         raise InputError("give either z (seeds) or ws (latent files)")
-    sel = layers if layers is not None else record.get("layers")
-    if record["space"] == "z":
+    sel = layers if layers is not None else direction.layers
+    if direction.space == "z":
         if z is None:
             raise InputError("a z direction moves z, which latent files do not hold: give seeds, or fit in w / w+")
         base = latents_to_ws(G, z, "z", c, truncation_psi, truncation_cutoff, batch_size)
         out = []
         for s in strengths:
-            moved = latents_to_ws(G, move_latents(z, record, s), "z", c, truncation_psi, truncation_cutoff, batch_size)
+            moved = latents_to_ws(G, direction.apply(z, s), "z", c, truncation_psi, truncation_cutoff, batch_size)
             if sel is not None:
                 mixed = base.clone()
                 mixed[:, list(sel)] = moved[:, list(sel)]
@@ -742,13 +803,13 @@ def edited_ws(
     if ws is None:
         ws = latents_to_ws(G, z, "z", c, truncation_psi, truncation_cutoff, batch_size)
     ws = ws.to(next(G.parameters()).device)
-    return torch.stack([move_latents(ws, record, s, sel) for s in strengths], dim=1)
+    return torch.stack([direction.apply(ws, s, sel) for s in strengths], dim=1)
 
 
 @torch.no_grad()
 def render_direction(
     G: torch.nn.Module,
-    record: dict,
+    direction: Direction,
     strengths: Sequence[float],
     *,
     z: torch.Tensor | None = None,
@@ -769,15 +830,15 @@ def render_direction(
         networks) and ``grid`` uint8 [N*H, S*W, C] (rows = latents, columns = strengths).
     """
     if "w" not in latent_spaces(G):
-        check_direction(G, record)
+        direction.check(G)
         if z is None:
             raise InputError("this network takes z only: give z (seeds)")
-        moved = torch.stack([move_latents(z, record, s) for s in strengths], dim=1)
+        moved = torch.stack([direction.apply(z, s) for s in strengths], dim=1)
         imgs = render_latents(G, moved.reshape(-1, moved.shape[-1]), "z", None if c is None else
                               c.repeat_interleave(len(strengths), 0), batch_size=batch_size)
         ws_out = None
     else:
-        ws_out = edited_ws(G, record, strengths, z=z, ws=ws, c=c, layers=layers, truncation_psi=truncation_psi,
+        ws_out = edited_ws(G, direction, strengths, z=z, ws=ws, c=c, layers=layers, truncation_psi=truncation_psi,
                            truncation_cutoff=truncation_cutoff, batch_size=batch_size)
         imgs = synthesize(G, ws_out.reshape(-1, G.num_ws, G.w_dim), noise_mode, batch_size)
     n, s = imgs.shape[0] // len(strengths), len(strengths)
@@ -789,7 +850,7 @@ def render_direction(
 @torch.no_grad()
 def direction_video(
     G: torch.nn.Module,
-    record: dict,
+    direction: Direction,
     output: str | os.PathLike,
     *,
     z: torch.Tensor | None = None,
@@ -831,7 +892,7 @@ def direction_video(
     with VideoWriter(output, fps) as writer:
         for f in range(0, frames, per_call):
             chunk = [float(v) for v in values[f:f + per_call]]
-            imgs = render_direction(G, record, chunk, z=z, ws=ws, c=c, layers=layers, truncation_psi=truncation_psi,
+            imgs = render_direction(G, direction, chunk, z=z, ws=ws, c=c, layers=layers, truncation_psi=truncation_psi,
                                     truncation_cutoff=truncation_cutoff, noise_mode=noise_mode,
                                     batch_size=batch_size)["images"]
             imgs = to_uint8(imgs.transpose(0, 1).reshape(-1, *imgs.shape[2:])).numpy()

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from sgtrain.core.batches import in_batches
 from sgtrain.errors import InputError, MissingFileError
 from sgtrain.io.atomic import atomic_write
 
@@ -215,7 +216,7 @@ def encode_images(encoder: Encoder, images: torch.Tensor, batch_size: int = 32) 
     gives them). Returns float32 [N, num_ws, w_dim] on the encoder's device."""
     device = next(encoder.parameters()).device
     x = images.to(device).float() / 127.5 - 1
-    return torch.cat([encoder(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+    return in_batches(encoder, x, batch_size=batch_size)
 
 
 def _samples(G: torch.nn.Module, n: int, seed: int, mixing_prob: float, truncation_psi: float,

@@ -26,7 +26,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 import numpy as np
@@ -37,18 +37,16 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sgtrain.errors import InputError
 from sgtrain.latent._explore_page import PAGE
 from sgtrain.latent.common import load_ws, save_ws, seeds_to_ws, seeds_to_z, to_uint8
-from sgtrain.latent.directions import sefa
+from sgtrain.latent.directions import Direction, load_directions, sefa, sefa_directions
 from sgtrain.latent.generate import render_ws
 from sgtrain.latent.interpolate import lerp, slerp
 from sgtrain.latent.mixing import STYLE_PRESETS, mix_ws, mixing_grid_ws, style_layers
 from sgtrain.latent.project import load_target, load_vgg16, project
 from sgtrain.latent.studio import (
     NetworkCaps,
-    apply_direction,
     capabilities,
     generate_z_images,
     layer_groups,
-    read_directions,
     render_controls,
     require_w,
 )
@@ -139,7 +137,7 @@ class _Net:
     path: str = ""
     lock: threading.RLock = field(default_factory=threading.RLock)
     ws_cache: OrderedDict = field(default_factory=OrderedDict)
-    directions: dict = field(default_factory=dict)  # id -> dict(name, vector, layers, kind)
+    directions: dict = field(default_factory=dict)  # id -> (kind 'sefa' | 'file', Direction)
     w_scale: float | None = None
     caps: NetworkCaps = field(init=False)
 
@@ -172,7 +170,7 @@ class Explorer:
         networks: {name: generator} (any family ``sgtrain.io.load_network`` opens; see
             :mod:`sgtrain.latent.studio` for what each capability enables).
         paths: {name: file} shown on the page (optional).
-        directions: direction files (:func:`sgtrain.latent.studio.read_directions`) to offer as sliders on every
+        directions: direction files (:func:`sgtrain.latent.directions.load_directions`) to offer as sliders on every
             network whose w_dim (and num_ws, for per-layer directions) they fit.
         vgg: VGG16 weights for the lpips-vgg projection loss (path or a feature function); without it the page
             offers mse only.
@@ -216,9 +214,8 @@ class Explorer:
                 except ValueError:
                     res = None  # no modulation affines (e.g. a W network without '*affine' modules)
                 if res is not None:
-                    for k in range(min(sefa_count, res["directions"].shape[0])):
-                        net.directions[f"sefa{k}"] = dict(name=f"SeFa {k}", vector=res["directions"][k],
-                                                          layers=res["layers"], kind="sefa")
+                    for k, d in enumerate(sefa_directions(res)[:sefa_count]):
+                        net.directions[f"sefa{k}"] = ("sefa", replace(d, name=f"SeFa {k}"))
         for path in directions:
             self.add_directions(path)
 
@@ -264,9 +261,8 @@ class Explorer:
 
     def directions(self, name: str) -> list[dict]:
         net = self.net(name)
-        return [dict(id=k, name=v["name"], kind=v["kind"],
-                     layers=_range_text(v["layers"]) if v["layers"] is not None else "all")
-                for k, v in net.directions.items()]
+        return [dict(id=k, name=d.name, kind=kind, layers=_range_text(d.layers) if d.layers is not None else "all")
+                for k, (kind, d) in net.directions.items()]
 
     def add_directions(self, path: str, net_name: str | None = None, label: str | None = None) -> list[str]:
         """Offer the directions of a file on the named network (or every network they fit). Returns the new ids.
@@ -274,26 +270,21 @@ class Explorer:
         Raises:
             ValueError: the file fits no network (w_dim / num_ws).
         """
-        found = read_directions(path)
+        found = load_directions(path, need_w=True)
         added: list[str] = []
         for net in ([self.net(net_name)] if net_name else self.nets.values()):
             caps = net.caps
-            d = found["directions"]
-            fits = caps.w_space and d.shape[-1] == caps.w_dim and (d.ndim == 2 or d.shape[1] == caps.num_ws)
-            if found["layers"] is not None and any(not 0 <= i < caps.num_ws for i in found["layers"]):
-                fits = False
-            if not fits:
+            if not all(caps.w_space and _fits(d, caps.num_ws, caps.w_dim) for d in found):
                 continue
-            if len(net.directions) + d.shape[0] > LIMITS["directions"]:
+            if len(net.directions) + len(found) > LIMITS["directions"]:
                 raise InputError(f"network '{net.name}' keeps at most {LIMITS['directions']} directions")
-            for k in range(d.shape[0]):
+            for d in found:
                 did = self._new_id("dir")
-                name = found["names"][k] if label is None or d.shape[0] > 1 else label
-                net.directions[did] = dict(name=name, vector=d[k], layers=found["layers"], kind="file")
+                net.directions[did] = ("file", d if label is None or len(found) > 1 else replace(d, name=label))
                 added.append(did)
         if not added:
             where = f"network '{net_name}'" if net_name else "any network of this explorer"
-            raise InputError(f"'{label or path}' holds directions of shape {list(found['directions'].shape[1:])}, "
+            raise InputError(f"'{label or path}' holds directions of shape {list(found[0].vector.shape)}, "
                              f"which fit no W space of {where} (w_dim / num_ws differ)")
         return added
 
@@ -367,10 +358,9 @@ class Explorer:
         for did, strength in (directions or {}).items():
             if float(strength) == 0:
                 continue
-            d = net.directions.get(did)
-            if d is None:
+            if did not in net.directions:
                 raise InputError(f"unknown direction '{did}' on network '{net.name}'")
-            ws = apply_direction(ws, d["vector"].to(ws.device), float(strength), d["layers"])
+            ws = net.directions[did][1].apply(ws, float(strength))
         return ws
 
     @staticmethod
@@ -707,6 +697,12 @@ class Explorer:
             raise InputError(f"unknown projection job '{job_id}'")
         self.jobs[job_id].cancel = True
         return self.job(job_id)
+
+
+def _fits(d: Direction, num_ws: int, w_dim: int) -> bool:
+    """A W / W+ direction fits ws [N, num_ws, w_dim], its layers included."""
+    shape = (w_dim,) if d.space == "w" else (num_ws, w_dim)
+    return tuple(d.vector.shape) == shape and all(0 <= i < num_ws for i in d.layers or ())
 
 
 def _range_text(layers: Sequence[int]) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from sgtrain.errors import InputError
-from sgtrain.latent.common import make_grid, make_labels, seeds_to_ws, seeds_to_z, synthesize, to_uint8
+from sgtrain.latent.common import make_grid, make_labels, map_z, seeds_to_ws, seeds_to_z, synthesize, to_uint8
 from sgtrain.latent.studio import capabilities, generate_z_images, require_w
 from sgtrain.latent.video import VideoWriter
 
@@ -181,8 +181,7 @@ def latent_path(
         return interpolate_keyframes(keys, num_frames, kind, loop)
     zs = z_path(G, seeds, num_frames, kind, loop, cells).reshape(-1, G.z_dim)
     c = make_labels(G, zs.shape[0], class_idx, device)
-    ws = torch.cat([G.mapping(zs[i:i + batch_size], c[i:i + batch_size], truncation_psi=truncation_psi,
-                              truncation_cutoff=truncation_cutoff) for i in range(0, zs.shape[0], batch_size)])
+    ws = map_z(G, zs, c, truncation_psi, truncation_cutoff, batch_size)
     return ws.reshape(num_frames, cells, G.num_ws, G.w_dim)
 
 

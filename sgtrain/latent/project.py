@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sgtrain.core.batches import in_batches
 from sgtrain.errors import InputError, MissingFileError
 from sgtrain.latent.common import make_labels
 from sgtrain.latent.studio import capabilities, require_w
@@ -220,7 +221,7 @@ def project(
     with torch.no_grad():
         z = torch.from_numpy(np.random.RandomState(123).randn(w_avg_samples, G.z_dim).astype(np.float32)).to(dev)
         c = make_labels(G, w_avg_samples, class_idx, dev)
-        w_samples = torch.cat([G.mapping(z[i:i + 1000], c[i:i + 1000])[:, 0] for i in range(0, w_avg_samples, 1000)])
+        w_samples = in_batches(lambda zz, cc: G.mapping(zz, cc)[:, 0], z, c, batch_size=1000)
         w_avg = w_samples.mean(0)
         w_std = float((w_samples - w_avg).square().sum(1).mean().sqrt())
     layers = G.num_ws if space == "w+" else 1

@@ -48,11 +48,11 @@ from sgtrain.latent.common import (
     seeds_to_z,
     to_uint8,
 )
-from sgtrain.latent.directions import sefa
+from sgtrain.latent.directions import load_direction, sefa, sefa_directions
 from sgtrain.latent.generate import render_ws
 from sgtrain.latent.mixing import style_layers
 from sgtrain.latent.project import image_size, load_target, load_vgg16, project
-from sgtrain.latent.studio import apply_direction, capabilities, generate_z_images, read_directions, require_w
+from sgtrain.latent.studio import capabilities, generate_z_images, require_w
 
 __all__ = ["STEP_TYPES", "TOP_KEYS", "RecipeError", "StepResult", "load_recipe", "check_recipe", "run_recipe",
            "crop_images"]
@@ -449,23 +449,18 @@ class _Runner:
         G = self.net(src.network)
         require_w(G, "a latent direction")
         if p["file"] is not None:
-            found = read_directions(p["file"])
-            index = int(p["index"])
-            if not 0 <= index < found["directions"].shape[0]:
-                raise InputError(f"index {index} out of range: '{p['file']}' holds {found['directions'].shape[0]} "
-                                 "directions")
-            d, default_layers = found["directions"][index], found["layers"]
+            d = load_direction(p["file"], int(p["index"]), need_w=True)
         else:
             layers = None if p["sefa_layers"] == "all" else style_layers(str(p["sefa_layers"]), G.num_ws,
                                                                           G.img_resolution)
-            res = sefa(G, layers)  # as sgtrain-directions --layers
+            found = sefa_directions(sefa(G, layers))  # as sgtrain-directions --layers
             index = int(p["sefa"])
-            if not 0 <= index < res["directions"].shape[0]:
-                raise InputError(f"sefa index {index} out of range 0-{res['directions'].shape[0] - 1}")
-            d, default_layers = res["directions"][index], res["layers"]
-        layers = default_layers if p["layers"] is None else style_layers(
+            if not 0 <= index < len(found):
+                raise InputError(f"sefa index {index} out of range 0-{len(found) - 1}")
+            d = found[index]
+        layers = None if p["layers"] is None else style_layers(
             str(p["layers"]) if not isinstance(p["layers"], list) else p["layers"], G.num_ws, G.img_resolution)
-        ws = apply_direction(src.ws, d, float(p["strength"]), layers)
+        ws = d.apply(src.ws, float(p["strength"]), layers)
         return StepResult(name, "direction", src.network, ws=ws, images=self.render(G, ws, self.noise(p)),
                           labels=list(src.labels))
 

@@ -1,6 +1,6 @@
 """What the latent studio (``sgtrain-explore``, ``sgtrain-recipe``) needs beyond the single commands: what a
-network can do, temporary render controls (noise per layer, StyleGAN3's input transform), z-only rendering and
-direction files.
+network can do, temporary render controls (noise per layer, StyleGAN3's input transform) and z-only rendering
+(direction files: :mod:`sgtrain.latent.directions`).
 
 The studio is written against capabilities, not family names:
 
@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from sgtrain.errors import FileContentError, InputError, MissingFileError
+from sgtrain.core.batches import in_batches
+from sgtrain.errors import InputError
 from sgtrain.latent.common import family_name, make_labels, require_w, seeds_to_z, to_uint8
-from sgtrain.latent.directions import edit_ws, load_directions
 
 __all__ = [
     "NetworkCaps",
@@ -36,8 +35,6 @@ __all__ = [
     "render_controls",
     "make_transform",
     "generate_z_images",
-    "read_directions",
-    "apply_direction",
 ]
 
 @dataclass
@@ -186,95 +183,9 @@ def generate_z_images(
     """
     device = next(G.parameters()).device
     c = make_labels(G, z.shape[0], class_idx, device)
-    z = z.to(device)
-    return torch.cat([to_uint8(G(z[i:i + batch_size], c[i:i + batch_size])) for i in range(0, z.shape[0], batch_size)])
+    return in_batches(lambda zz, cc: to_uint8(G(zz, cc)), z, c, batch_size=batch_size, device=device)
 
 
 def seed_z(seeds: Sequence[int], G: torch.nn.Module) -> torch.Tensor:
     """z of seeds for ``G`` on its device (NVlabs' RandomState convention, :func:`sgtrain.latent.seeds_to_z`)."""
     return seeds_to_z(seeds, G.z_dim).to(next(G.parameters()).device)
-
-
-def read_directions(path: str | os.PathLike) -> dict:
-    """Read a latent-direction file of either kind sgtrain writes.
-
-    - a supervised direction (``sgtrain-directions fit``): ``.npz`` with ``direction`` float [w_dim] (every layer)
-      or [num_ws, w_dim] (per layer), optionally ``layers`` (int ws indices to edit), ``name`` (str) and any other
-      metadata (kept in ``meta``);
-    - closed-form directions (``sgtrain-directions``, SeFa): ``directions`` [K, w_dim], ``eigenvalues``, ``layers``.
-
-    Returns:
-        dict with ``directions`` float32 [K, w_dim] or [K, num_ws, w_dim] on CPU, ``names`` (K strings),
-        ``layers`` (list of ws indices, or None = all) and ``meta`` (the file's other arrays).
-
-    Raises:
-        FileNotFoundError: no file. KeyError: neither ``direction`` nor ``directions`` in it.
-        ValueError: an array of the wrong rank, or a direction in Z (``space == 'z'``), which cannot be added to w.
-    """
-    if not os.path.exists(path):
-        raise MissingFileError(f"direction file '{path}' not found")
-    data = np.load(path, allow_pickle=False)
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise FileContentError(f"'{path}' is a bare array; a direction file is an .npz with 'direction' or "
-                               "'directions'")
-    stem = os.path.splitext(os.path.basename(str(path)))[0]
-    if "direction" in data:
-        d = torch.from_numpy(np.asarray(data["direction"], dtype=np.float32))
-        if d.ndim not in (1, 2):
-            raise InputError(f"'{path}': 'direction' has shape {list(d.shape)}; expected [w_dim] or [num_ws, w_dim]")
-        name = str(data["name"]) if "name" in data else stem
-        space = str(data["space"]) if "space" in data else "w"
-        if space == "z":
-            raise InputError(f"'{path}' holds a direction in Z (space 'z'): it moves z before the mapping, so it "
-                             "cannot be added to w; apply it with `sgtrain-directions apply` (or refit it in W with "
-                             "`sgtrain-directions fit --space w`)")
-        layers = [int(i) for i in np.atleast_1d(data["layers"])] if "layers" in data else None
-        layers = layers or None  # an empty list means every layer (sgtrain-directions fit's format)
-        meta = {k: data[k] for k in data.files if k not in ("direction", "name", "layers")}
-        return dict(directions=d[None], names=[name], layers=layers, meta=meta)
-    if "directions" in data:
-        res = load_directions(path)
-        d = res["directions"].float()
-        if d.ndim != 2:
-            raise InputError(f"'{path}': 'directions' has shape {list(d.shape)}; expected [K, w_dim]")
-        return dict(directions=d, names=[f"{stem}[{k}]" for k in range(d.shape[0])], layers=res["layers"],
-                    meta=dict(eigenvalues=res["eigenvalues"].numpy()))
-    raise FileContentError(f"'{path}' holds {sorted(data.files)}: a direction file needs 'direction' ([w_dim] or "
-                   "[num_ws, w_dim], from sgtrain-directions fit) or 'directions' ([K, w_dim], from "
-                   "sgtrain-directions)")
-
-
-def apply_direction(
-    ws: torch.Tensor,
-    direction: torch.Tensor,
-    strength: float,
-    layers: Sequence[int] | None = None,
-) -> torch.Tensor:
-    """``ws`` moved by ``strength * direction`` in the given layers (all when None).
-
-    Args:
-        ws: float32 [N, num_ws, w_dim].
-        direction: float32 [w_dim] (the same step in every chosen layer, :func:`sgtrain.latent.edit_ws`) or
-            [num_ws, w_dim] (a step per layer).
-
-    Returns:
-        float32 [N, num_ws, w_dim] (a new tensor).
-
-    Raises:
-        ValueError: the direction's shape does not fit ``ws``; a layer out of range.
-    """
-    num_ws, w_dim = ws.shape[1], ws.shape[2]
-    idx = list(range(num_ws)) if layers is None else [int(i) for i in layers]
-    bad = [i for i in idx if not 0 <= i < num_ws]
-    if bad:
-        raise InputError(f"direction layers {bad} out of range: the latents have num_ws={num_ws}")
-    if direction.ndim == 1:
-        if direction.shape[0] != w_dim:
-            raise InputError(f"direction has w_dim {direction.shape[0]}, the latents have w_dim {w_dim}")
-        return edit_ws(ws, direction, strength, idx)
-    if tuple(direction.shape) != (num_ws, w_dim):
-        raise InputError(f"direction has shape {list(direction.shape)}, the latents need [num_ws={num_ws}, "
-                         f"w_dim={w_dim}] or [w_dim]")
-    out = ws.clone()
-    out[:, idx] += strength * direction.to(ws)[idx]
-    return out

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sgtrain.core.batches import in_batches
 from sgtrain.data.stream import mix_seed
 from sgtrain.errors import InputError
 from sgtrain.metrics.detector_files import default_cache_dir
@@ -422,14 +423,12 @@ def generated_batches(G: torch.nn.Module, num: int, batch_size: int = 64, batch_
         gen = torch.Generator().manual_seed(mix_seed(seed, b, 0x2))
         z = torch.randn([n, G.z_dim], generator=gen)
         c = labels(n, gen) if c_dim > 0 else torch.zeros([n, 0])
-        out = []
         with torch.random.fork_rng(devices=fork), torch.no_grad():
             torch.manual_seed(mix_seed(seed, b, 0x3))
-            for i in range(0, n, batch_gen):
-                img = G(z[i:i + batch_gen].to(device), c[i:i + batch_gen].to(device), **G_kwargs)
-                out.append(images_to_uint8(img))
+            images = in_batches(lambda zz, cc: images_to_uint8(G(zz, cc, **G_kwargs)), z, c, batch_size=batch_gen,
+                                device=device)
         idx = torch.arange(b * batch_size, b * batch_size + n, dtype=torch.int64)
-        yield idx, torch.cat(out)
+        yield idx, images
 
 
 def compute_generator_stats(G: torch.nn.Module, detector: FeatureDetector, detector_kwargs: dict[str, Any],

@@ -34,6 +34,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
+from sgtrain.core.batches import in_batches
 from sgtrain.io.atomic import file_sha256
 
 from ._lightning import train_progress_bar
@@ -197,9 +198,8 @@ def _echo(trainer: L.Trainer, msg: str) -> None:
 def generate_grid(G: torch.nn.Module, z: torch.Tensor, c: torch.Tensor, batch: int) -> np.ndarray:
     """G(z, c, noise_mode='const') in chunks of ``batch``: float32 [N, C, H, W] in about [-1, 1] on the CPU."""
     dev = next(G.parameters()).device
-    out = [G(zz.to(dev), cc.to(dev), noise_mode="const").float().cpu()
-           for zz, cc in zip(z.split(batch), c.split(batch))]
-    return torch.cat(out).numpy()
+    return in_batches(lambda zz, cc: G(zz, cc, noise_mode="const").float().cpu(), z, c, batch_size=batch,
+                      device=dev).numpy()
 
 
 # ---------------------------------------------------------------------------------------------------- callbacks
