@@ -618,8 +618,8 @@ def test_wxh_page_in_headless_chromium_is_not_stretched(tmp_path):
             const r = i.getBoundingClientRect(), s = getComputedStyle(i), px = (k) => parseFloat(s[k]);
             return [i.id || 'grid',  // the content box: the grid's selection border is not the image
                     r.width - px('borderLeftWidth') - px('borderRightWidth'),
-                    r.height - px('borderTopWidth') - px('borderBottomWidth'), i.getAttribute('width'), i.getAttribute('height'), i.naturalWidth,
-                    i.naturalHeight]; });""")
+                    r.height - px('borderTopWidth') - px('borderBottomWidth'),
+                    i.getAttribute('width'), i.getAttribute('height'), i.naturalWidth, i.naturalHeight]; });""")
         assert len(boxes) == 2 + 16
         for name, w, h, aw, ah, nw, nh in boxes:
             assert (aw, ah, nw, nh) == ("16", "8", 16, 8), (name, aw, ah, nw, nh)
