@@ -4,19 +4,22 @@
     python scripts/bench_loader.py [--resolutions 256,1024] [--images 64] [--seconds 3] [--rounds 3] [--json OUT]
 
 Made-up photo-like images (smooth gradients plus noise, so that PNG compresses them about as it does photos) are
-encoded once per resolution as the packer stores them (PNG, compress_level 6) and as JPEG (quality 95). In one
-process with one thread (one core), each round times, for --seconds each:
+encoded once per resolution as the packer stores them (PNG, compress_level 6; ``raw``: the decoded uint8 array as
+``sgtrain-data pack --storage raw`` stores it, an ``.npy`` member) and as JPEG (quality 95). In one process with one
+thread (one core), each round times, for --seconds each:
 
 - ``decode``: sgtrain.data.decode.decode_image over the encoded images, for each decoder (``pillow``, and ``fast`` =
-  pyspng / simplejpeg where installed) and storage (``png``, ``jpeg``);
+  pyspng / simplejpeg where installed) and storage (``png``, ``jpeg``); for ``raw``, decode_raw (decoder ``none``:
+  the header and size checks and a view of the bytes);
 - ``loader``: the whole per-worker path of the training loader (tar parsing, shuffle buffer, decode, batch assembly:
-  sgtrain.data.stream.ShardStream in this process) over one PNG shard, for each decoder.
+  sgtrain.data.stream.ShardStream in this process) over one PNG shard, for each decoder, and over one raw shard.
 
 Rounds alternate the settings, so a ratio between two settings is measured under the same load; the figure kept is
 each setting's median over rounds. The last lines give the cores that feed the 8-GPU rates that issue 27 quotes
 from NVlabs (StyleGAN2-ADA paper256 on 8 A100: about 405 img/s at 256x256; StyleGAN2 at 1024x1024: about 69 img/s):
-``cores = rate / (img/s per core)`` for the loader with the fastest decoder here. The load average is printed with
-the figures: on a shared machine the absolute numbers are low by the load; the ratios are the robust part.
+``cores = rate / (img/s per core)`` for the loader over PNG with the fastest decoder here, and over raw shards. The
+load average is printed with the figures: on a shared machine the absolute numbers are low by the load; the ratios
+are the robust part.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ def photo_like(h: int, w: int, seed: int) -> np.ndarray:
 def encode(arr: np.ndarray, storage: str) -> bytes:
     from PIL import Image
 
+    if storage == "raw":
+        from sgtrain.data.decode import encode_raw
+
+        return encode_raw(arr)
     buf = io.BytesIO()
     if storage == "png":
         Image.fromarray(arr).save(buf, "PNG", compress_level=6)
@@ -56,36 +63,42 @@ def encode(arr: np.ndarray, storage: str) -> bytes:
     return buf.getvalue()
 
 
-def time_decode(blobs: list[bytes], decoder: str, seconds: float) -> float:
-    """img/s of decode_image over ``blobs`` (cycled) for about ``seconds``."""
-    from sgtrain.data.decode import decode_image
+def time_decode(blobs: list[bytes], decoder: str, seconds: float, res: int) -> float:
+    """img/s of decode_image (decoder ``none``: decode_raw of [res, res, 3]) over ``blobs`` (cycled) for about
+    ``seconds``."""
+    from sgtrain.data.decode import decode_image, decode_raw
 
     n, t0 = 0, time.perf_counter()
     while True:
         for b in blobs:
-            decode_image(b, decoder)
+            if decoder == "none":
+                decode_raw(b, (res, res, 3))
+            else:
+                decode_image(b, decoder)
         n += len(blobs)
         dt = time.perf_counter() - t0
         if dt >= seconds:
             return n / dt
 
 
-def write_shard(path: str, blobs: list[bytes]) -> None:
+def write_shard(path: str, blobs: list[bytes], ext: str = "png") -> None:
     with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tf:
         for i, b in enumerate(blobs):
-            info = tarfile.TarInfo(f"{i:08d}.png")
+            info = tarfile.TarInfo(f"{i:08d}.{ext}")
             info.size = len(b)
             tf.addfile(info, io.BytesIO(b))
 
 
-def time_loader(shard: str, count: int, res: int, decoder: str, seconds: float, batch: int) -> float:
+def time_loader(shard: str, count: int, res: int, decoder: str, seconds: float, batch: int,
+                storage: str = "png") -> float:
     """img/s of ShardStream (one worker's path, in this process) over one shard, cycled, for about ``seconds``."""
     from sgtrain.data.stream import ShardStream
 
-    os.environ["SGTRAIN_DECODER"] = decoder
+    os.environ["SGTRAIN_DECODER"] = decoder if decoder != "none" else "auto"
     try:
         stream = ShardStream([shard], [count], batch_size=batch, resolution=res, channels=3, c_dim=0,
-                             label_type=None, samples_per_rank=max(batch, count), shuffle_buffer=min(64, count))
+                             label_type=None, samples_per_rank=max(batch, count), shuffle_buffer=min(64, count),
+                             storage=storage)
         n, t0 = 0, time.perf_counter()
         while True:
             for img, _ in stream:
@@ -120,19 +133,22 @@ def main() -> None:
         data: dict[int, dict[str, list[bytes]]] = {}
         for res in resolutions:
             arrays = [photo_like(res, res, i) for i in range(args.images)]
-            data[res] = {s: [encode(a, s) for a in arrays] for s in ("png", "jpeg")}
+            data[res] = {s: [encode(a, s) for a in arrays] for s in ("png", "jpeg", "raw")}
             write_shard(os.path.join(tmp, f"s{res}.tar"), data[res]["png"])
+            write_shard(os.path.join(tmp, f"r{res}.tar"), data[res]["raw"], "npy")
         settings = [(res, "decode", st, d) for res in resolutions for st in ("png", "jpeg") for d in decoders]
+        settings += [(res, "decode", "raw", "none") for res in resolutions]
         settings += [(res, "loader", "png", d) for res in resolutions for d in decoders]
+        settings += [(res, "loader", "raw", "none") for res in resolutions]
         rates: dict[tuple, list[float]] = {s: [] for s in settings}
         for r in range(args.rounds):
             for s in settings if r % 2 == 0 else settings[::-1]:
                 res, what, storage, dec = s
                 if what == "decode":
-                    rates[s].append(time_decode(data[res][storage], dec, args.seconds))
+                    rates[s].append(time_decode(data[res][storage], dec, args.seconds, res))
                 else:
-                    rates[s].append(time_loader(os.path.join(tmp, f"s{res}.tar"), args.images, res, dec,
-                                                args.seconds, args.batch))
+                    shard = os.path.join(tmp, f"{'r' if storage == 'raw' else 's'}{res}.tar")
+                    rates[s].append(time_loader(shard, args.images, res, dec, args.seconds, args.batch, storage))
     load = os.getloadavg()
     print(f"one core per setting, {args.rounds} alternating rounds of {args.seconds} s, median; "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs; decoders installed: "
@@ -147,14 +163,18 @@ def main() -> None:
         print(f"{res:>5} {what:>7} {storage:>8} {dec:>8} {med:>11.1f} {mb:>9.3f}")
     needs = []
     for res in resolutions:
-        loaders = [x for x in results if x["resolution"] == res and x["what"] == "loader"]
-        best = max(loaders, key=lambda x: x["img_per_s_per_core"])
         ref = NVLABS_8GPU.get(res)
-        if ref is not None:
+        for storage in ("png", "raw"):
+            loaders = [x for x in results if x["resolution"] == res and x["what"] == "loader"
+                       and x["storage"] == storage]
+            best = max(loaders, key=lambda x: x["img_per_s_per_core"])
+            if ref is None:
+                continue
             cores = ref / best["img_per_s_per_core"]
-            needs.append(dict(resolution=res, nvlabs_8gpu_img_per_s=ref, decoder=best["decoder"], cores=cores))
+            needs.append(dict(resolution=res, nvlabs_8gpu_img_per_s=ref, storage=storage, decoder=best["decoder"],
+                              cores=cores))
             print(f"{res}x{res}: {ref:.0f} img/s (8 GPUs, NVlabs) needs {cores:.1f} cores of this machine's loader "
-                  f"({best['decoder']}, {best['img_per_s_per_core']:.1f} img/s/core, load {load[0]:.2f})")
+                  f"({storage}, {best['decoder']}, {best['img_per_s_per_core']:.1f} img/s/core, load {load[0]:.2f})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(load_average=load, cpus=os.cpu_count(), decoders=have, results=results, cores=needs,

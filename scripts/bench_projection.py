@@ -61,7 +61,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from sgtrain.latent import load_generator, load_target, psnr, seeds_to_ws, synthesize
-    from sgtrain.latent.project import project
+    from sgtrain.latent.project import image_size, project
 
     G = load_generator(args.network, "cpu")
     if args.targets == "own":
@@ -74,7 +74,7 @@ def main() -> None:
         files = sorted(f for f in glob.glob(os.path.join(args.targets[7:], "**", "*"), recursive=True)
                        if os.path.splitext(f)[1].lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp"))
         step = max(1, len(files) // args.count)  # spread over the folders
-        targets = torch.stack([load_target(f, G.img_resolution, G.img_channels)
+        targets = torch.stack([load_target(f, image_size(G), G.img_channels)
                                for f in files[::step][:args.count]])
     else:
         raise SystemExit(f"--targets {args.targets}: use own or photos:DIR")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import warnings
 
 import numpy as np
 import pytest
@@ -103,20 +104,100 @@ def test_train_snapshot_and_generate_keep_the_channels(tmp_path, channels, mode)
         assert len(np.unique(np.asarray(img)[..., 3])) > 1
 
 
-def test_metrics_composite_rgba_on_white_and_say_so():
+def test_metrics_refuse_rgba_unless_alpha_white():
+    """Issue 27's acceptance: RGBA given to a metric that needs RGB is refused, naming the fix (--alpha white); with
+    it the images are composited on white as the packer's --channels 3 does. L is repeated to RGB (NVlabs)."""
+    from sgtrain.errors import InputError
     from sgtrain.metrics import feature_stats
 
-    feature_stats._RGBA_SAID = False
     img = torch.tensor([[10, 200], [30, 40]], dtype=torch.uint8)
     rgba = torch.stack([img, img, img, torch.tensor([[255, 0], [128, 51]], dtype=torch.uint8)])[None]
-    with pytest.warns(UserWarning, match="composited on white"):
-        rgb = feature_stats.to_rgb(rgba)
+    with pytest.raises(InputError, match=r"RGBA \(4 channels\).*pass --alpha white.*train.metrics_alpha=white") as e:
+        feature_stats.to_rgb(rgba)
+    assert "\n" not in str(e.value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the opt-in is explicit: no warning left
+        rgb = feature_stats.to_rgb(rgba, alpha="white")
     assert rgb.dtype == torch.uint8 and rgb.shape == (1, 3, 2, 2)
     expect = [[10, 255], [round(30 * 128 / 255 + 255 * 127 / 255), round(40 * 0.2 + 255 * 0.8)]]
     assert rgb[0, 0].tolist() == expect and torch.equal(rgb[0, 0], rgb[0, 2])
-    assert feature_stats.to_rgb(img[None, None]).shape == (1, 3, 2, 2)
+    assert torch.equal(feature_stats.to_rgb(img[None, None]), img[None, None].repeat(1, 3, 1, 1))
     with pytest.raises(ValueError, match="--channels 3"):
         feature_stats.to_rgb(torch.zeros([1, 2, 2, 2], dtype=torch.uint8))
+    with pytest.raises(InputError, match="alpha='black'.*'white'"):
+        feature_stats.check_alpha(3, "black")
+
+
+@pytest.fixture(scope="module")
+def rgba_and_gray(tmp_path_factory):
+    """The discs packed as RGBA (--channels 4) and as L (--channels 1), 8 images each."""
+    root = tmp_path_factory.mktemp("channels")
+    _rgba_folder(root / "src")
+    pack(root / "src", root / "rgba", 16, channels=4, workers=0, progress=False)
+    pack(root / "src", root / "gray", 16, channels=1, workers=0, progress=False)
+    return str(root / "rgba"), str(root / "gray")
+
+
+def test_rgba_data_given_to_an_rgb_metric_is_refused_naming_the_fix(rgba_and_gray, tmp_path, capsys):
+    from metrics_helpers import DETECTOR
+
+    from sgtrain.cli.metrics import main
+
+    rgba, gray = rgba_and_gray
+    cache = tmp_path / "cache"
+    common = ["--num-gen", "8", "--detector", DETECTOR, "--cache-dir", str(cache), "--device", "cpu", "--quiet"]
+    for metric in ("fid50k_full", "kid1k_full", "pr1k3", "is1k"):
+        assert main([metric, "--real", rgba, "--fake", rgba] + common) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "are RGBA (4 channels)" in err and "--alpha white" in err, err
+        assert not cache.exists()  # nothing half-written: no statistics cached
+    assert main(["fid50k_full", "--real", rgba, "--fake", rgba, "--alpha", "white"] + common) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("fid50k_full ")
+    assert any(cache.rglob("*.npz"))
+    assert main(["fid50k_full", "--real", gray, "--fake", gray] + common) == 0  # L: repeated to RGB, as NVlabs
+
+
+def test_rgba_generator_refused_by_the_api_and_ppl(rgba_and_gray):
+    from metrics_helpers import DETECTOR
+
+    from sgtrain.errors import InputError
+    from sgtrain.metrics import compute_metric
+    from sgtrain.models.stylegan2.networks import Generator
+
+    G = Generator(8, 0, 8, 16, 4, channel_base=64, channel_max=8, num_fp16_res=0, mapping_kwargs=dict(num_layers=1))
+    for metric in ("is1k", "ppl2_wend", "fid1k"):
+        with pytest.raises(InputError, match=f"{metric}: the generator's images are RGBA.*--alpha white"):
+            compute_metric(metric, G, data=rgba_and_gray[0], detector=DETECTOR, device="cpu", cache=False)
+    out = compute_metric("is1k", G.eval(), detector=DETECTOR, device="cpu", cache=False, num_gen=20, alpha="white")
+    assert np.isfinite(out["results"]["is1k_mean"])
+    from sgtrain.metrics.ppl import path_lengths
+
+    with pytest.raises(InputError, match="PPL: the generator's images are RGBA"):
+        path_lengths(G, lambda x: x.flatten(1), torch.zeros([2, 0]), torch.Generator().manual_seed(0))
+    d = path_lengths(G, lambda x: x.flatten(1), torch.zeros([2, 0]), torch.Generator().manual_seed(0), alpha="white")
+    assert d.shape == (2,) and torch.isfinite(d).all()
+
+
+def test_training_refuses_rgba_data_for_rgb_metrics_at_compose_time(rgba_and_gray, tmp_path):
+    from metrics_helpers import DETECTOR
+    from test_train_e2e import TINY
+
+    from sgtrain.errors import ConfigError
+    from sgtrain.training.config import compose, validate_config
+    from sgtrain.training.run import train
+
+    rgba, gray = rgba_and_gray
+    run_dir = tmp_path / "run"
+    args = TINY + [f"dataset.path={rgba}", f"run.dir={run_dir}", "logger=none", f"train.metrics_detector={DETECTOR}"]
+    with pytest.raises(ConfigError, match=r"fid50k_full's feature network takes RGB.*RGBA.*train.metrics_alpha=white"):
+        train(compose(args + ["train.metrics=[fid50k_full]"]))
+    assert not run_dir.exists()  # refused before anything is written
+    validate_config(compose(args + ["train.metrics=[fid50k_full,kid50k_full]", "train.metrics_alpha=white"]))
+    validate_config(compose(args + ["train.metrics=[eqt50k_int]"]))  # no feature network: every channel
+    validate_config(compose(TINY + [f"dataset.path={gray}", "train.metrics=[fid50k_full]",
+                                    f"train.metrics_detector={DETECTOR}"]))
+    with pytest.raises(ConfigError, match="train.metrics_alpha=black: use white"):
+        validate_config(compose(args + ["train.metrics_alpha=black"]))
 
 
 def test_metric_shard_source_reads_rgba(tmp_path):

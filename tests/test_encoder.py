@@ -124,3 +124,54 @@ def test_encoder_cli_and_project_init(G, tmp_path, capsys):
         project_cli.main(["--network", net, "--target", str(tmp_path / "t.png"), "--loss", "mse", "--init",
                           "encoder", "--outdir", str(tmp_path / "q")])
     assert "--encoder PATH" in capsys.readouterr().err
+
+
+def test_wxh_network_trains_an_encoder_and_projects_through_it(tmp_path, capsys):
+    """A W x H StyleGAN2 (16x8, init_res [2, 4]): the encoder takes its images unsquared (the last block reads the
+    2x4 first level), predicts better than w_avg, is checked against the network's size, and sgtrain-encoder /
+    sgtrain-project --init encoder work at 16x8."""
+    import PIL.Image
+
+    from sgtrain.latent import generate_images
+    from sgtrain.latent.common import image_size
+
+    G = tiny_generator(init_res=[2, 4])
+    assert image_size(G) == (16, 8)
+    with torch.no_grad():
+        held = synthesize(G, seeds_to_ws(G, range(100000, 100004)), noise_mode="const")
+    held = (held * 127.5 + 128).clamp(0, 255).round()
+    assert tuple(held.shape) == (4, 3, 8, 16)
+    enc = train_encoder(G, tmp_path / "enc", steps=150, batch=16, lr=3e-3, progress=False,
+                        encoder_kwargs=dict(channel_base=256, channel_max=64, hidden=128))
+    assert (enc.img_width, enc.img_height) == (16, 8) and enc.init_kwargs["img_height"] == 8
+    assert enc.fc.in_features == 64 * 2 * 4  # ch(4) channels on the 2x4 first level
+    assert "img_width" not in Encoder(16, 3, 6, 32).init_kwargs  # square encoders: the keywords they always had
+    pred = encode_images(enc, held)
+    with torch.no_grad():
+        start_enc = psnr((synthesize(G, pred) + 1) * 127.5, held)
+        w_avg = G.mapping.w_avg[None, None].expand(len(held), G.num_ws, G.w_dim)
+        start_avg = psnr((synthesize(G, w_avg) + 1) * 127.5, held)
+    assert float(start_enc.mean()) > float(start_avg.mean()) + 1, (start_enc, start_avg)
+    with pytest.raises(ValueError, match=r"\[N, 3, 8, 16\]"):
+        enc(torch.zeros(1, 3, 16, 16))
+    x = torch.rand(2, 3, 8, 16) * 2 - 1
+    torch.testing.assert_close(load_encoder(tmp_path / "enc", G=G)(x), enc(x))
+    with pytest.raises(ValueError, match="img_height=8; this network has img_height=16"):
+        load_encoder(tmp_path / "enc", G=tiny_generator())
+    with pytest.raises(ValueError, match="16x6 input.*multiple of 4"):
+        Encoder(16, 3, 6, 32, img_width=16, img_height=6)
+
+    net = tmp_path / "wide"
+    save_network(net, G_ema=G)
+    net = str(net) + ".safetensors"
+    encoder_cli.main(["train", "--network", net, "--out", str(tmp_path / "cli"), "--steps", "2", "--batch", "2",
+                      "--channel-base", "64", "--channel-max", "16", "--hidden", "32", "--device", "cpu"])
+    assert json.loads((tmp_path / "cli" / "encoder.json").read_text())["init_kwargs"]["img_width"] == 16
+    PIL.Image.fromarray(generate_images(G, [5])[0].numpy()).resize((40, 20)).save(tmp_path / "t.png")
+    encoder_cli.main(["encode", "--network", net, "--encoder", str(tmp_path / "enc"), "--target",
+                      str(tmp_path / "t.png"), "--outdir", str(tmp_path / "e")])
+    assert PIL.Image.open(tmp_path / "e" / "00_t_enc.png").size == (16, 8) and "PSNR" in capsys.readouterr().out
+    project_cli.main(["--network", net, "--target", str(tmp_path / "t.png"), "--loss", "mse", "--steps", "3",
+                      "--w-avg-samples", "500", "--space", "w+", "--init", "encoder", "--encoder",
+                      str(tmp_path / "enc"), "--no-video", "--outdir", str(tmp_path / "p")])
+    assert PIL.Image.open(tmp_path / "p" / "proj.png").size == (16, 8)

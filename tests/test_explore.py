@@ -556,3 +556,76 @@ def test_direction_files_in_z_are_refused_and_empty_layers_mean_all(tmp_path):
         load_directions(tmp_path / "z.npz", need_w=True)
     np.savez(tmp_path / "w.npz", direction=np.ones(16, np.float32), space="w", layers=np.zeros(0, np.int64))
     assert load_directions(tmp_path / "w.npz", need_w=True)[0].layers is None
+
+
+def test_wxh_network_is_shown_at_its_own_size(tmp_path):
+    """A W x H StyleGAN2 (16x8): the page learns its width and height, every image comes back 16x8 (render, grid,
+    layer view, interpolation, a projected upload of another aspect), and the page sizes images from them."""
+    G = tiny_generator(init_res=[2, 4])
+    ex = Explorer({"wide": G}, w_avg_samples=200, sefa_count=0)
+    c = TestClient(create_app(ex, hosts=("testserver",)))
+    caps = c.get("/api/networks").json()[0]["caps"]
+    assert (caps["img_width"], caps["img_height"], caps["img_resolution"]) == (16, 8, 16)
+    r = c.post("/api/render", json={"net": "wide", "a": {"seed": 1}, "b": {"seed": 2}, "mix": "0-1"}).json()
+    assert {k: decode(v).shape for k, v in r["images"].items()} == {k: (8, 16, 3) for k in ("a", "b", "mix")}
+    grid = c.post("/api/grid", json={"net": "wide", "start": 0, "count": 3}).json()["images"]
+    assert [decode(u).shape for u in grid] == [(8, 16, 3)] * 3
+    cells = c.post("/api/layers", json={"net": "wide", "a": {"seed": 1}, "b": {"seed": 2}}).json()["cells"]
+    assert all(decode(x["image"]).shape == (8, 16, 3) for x in cells)
+    frames = c.post("/api/interpolate", json={"net": "wide", "a": {"seed": 1}, "b": {"seed": 2}, "frames": 3}).json()
+    assert all(decode(u).shape == (8, 16, 3) for u in frames["images"])
+    buf = io.BytesIO()
+    PIL.Image.fromarray(render_ws(G, seeds_to_ws(G, [7]))[0].numpy()).resize((40, 30)).save(buf, format="PNG")
+    job = c.post("/api/project", files={"file": ("t.png", buf.getvalue())},
+                 data={"net": "wide", "steps": "3", "loss": "mse"}).json()
+    while job["state"] == "running":
+        time.sleep(0.05)
+        job = c.get(f"/api/jobs/{job['id']}").json()
+    assert job["state"] == "done", job
+    assert {k: decode(v).shape for k, v in job["images"].items()} == {"target": (8, 16, 3), "projection": (8, 16, 3)}
+    page = c.get("/").text
+    assert "img.width = c.img_width; img.height = c.img_height" in page and "aspect-ratio: 1;" not in page
+    assert 'setProperty("--aspect", `${c.img_width} / ${c.img_height}`)' in page
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM) or not os.path.exists(CHROMEDRIVER),
+                    reason=f"needs Chromium and chromedriver ({CHROMIUM}, {CHROMEDRIVER})")
+def test_wxh_page_in_headless_chromium_is_not_stretched(tmp_path):
+    """The page over a 16x8 network in Chromium: the main image, the A/B thumbnails and the seed grid are laid out
+    twice as wide as high, with the network's width and height as their attributes."""
+    save_network(tmp_path / "wide", G_ema=tiny_generator(init_res=[2, 4]))
+    port = free_port()
+    log = open(tmp_path / "server.log", "w")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    server = subprocess.Popen(console_script("sgtrain-explore") + ["--network", str(tmp_path / "wide.safetensors"),
+                              "--port", str(port), "--device", "cpu", "--w-avg-samples", "200"], stdout=log,
+                              stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    browser = None
+    try:
+        wait_for(lambda: server.poll() is not None or urllib.request.urlopen(url + "api/networks", timeout=2).status
+                 == 200, 60, "sgtrain-explore did not start")
+        assert server.poll() is None, (tmp_path / "server.log").read_text()
+        browser = WebDriver(str(tmp_path / "profile"))
+        browser.s("POST", "/url", {"url": url})
+        wait_for(lambda: browser.js("return window.sg && sg.renders > 0 && !!document.body.dataset.grid && [...document"
+                                    ".querySelectorAll('#main, #imgA, #grid img')].every((i) => i.complete && "
+                                    "i.naturalWidth > 0)"), 60, "the first render and the seed grid")
+        boxes = browser.js("""return [...document.querySelectorAll('#main, #imgA, #grid img')].map((i) => {
+            const r = i.getBoundingClientRect(), s = getComputedStyle(i), px = (k) => parseFloat(s[k]);
+            return [i.id || 'grid',  // the content box: the grid's selection border is not the image
+                    r.width - px('borderLeftWidth') - px('borderRightWidth'),
+                    r.height - px('borderTopWidth') - px('borderBottomWidth'),
+                    i.getAttribute('width'), i.getAttribute('height'), i.naturalWidth, i.naturalHeight]; });""")
+        assert len(boxes) == 2 + 16
+        for name, w, h, aw, ah, nw, nh in boxes:
+            assert (aw, ah, nw, nh) == ("16", "8", 16, 8), (name, aw, ah, nw, nh)
+            assert w > 0 and abs(w / h - 2) < 0.05, (name, w, h)
+        assert "16x8" in browser.js("return document.getElementById('netinfo').textContent")
+        browser.screenshot(tmp_path / "wide.png")
+    finally:
+        if browser is not None:
+            browser.close()
+        server.terminate()
+        server.wait(10)
+        log.close()

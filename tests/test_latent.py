@@ -36,11 +36,13 @@ from sgtrain.latent.mixing import STYLE_PRESETS
 from sgtrain.models.stylegan2 import Generator
 
 
-def tiny_generator(res: int = 16, c_dim: int = 0, seed: int = 0) -> Generator:
-    """A random 16x16 StyleGAN2 generator with visible noise and a realistic w_avg."""
+def tiny_generator(res: int = 16, c_dim: int = 0, seed: int = 0, init_res: list[int] | None = None) -> Generator:
+    """A random 16x16 StyleGAN2 generator with visible noise and a realistic w_avg; ``init_res=[2, 4]``: 16x8."""
     torch.manual_seed(seed)
+    wxh = {} if init_res is None else dict(init_res=init_res)
     G = Generator(z_dim=32, c_dim=c_dim, w_dim=32, img_resolution=res, img_channels=3,
-                  mapping_kwargs=dict(num_layers=2), channel_base=res * 32, channel_max=32, num_fp16_res=0).eval()
+                  mapping_kwargs=dict(num_layers=2), channel_base=res * 32, channel_max=32, num_fp16_res=0,
+                  **wxh).eval()
     G.requires_grad_(False)
     with torch.no_grad():
         for name, p in G.named_parameters():

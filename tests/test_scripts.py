@@ -229,6 +229,13 @@ def test_bench_loader_runs_tiny(tmp_path):
         rows = [r for r in got["results"] if (r["resolution"], r["what"], r["storage"]) == (res_, what, storage)]
         assert {r["decoder"] for r in rows} == decoders and all(r["img_per_s_per_core"] > 0 for r in rows)
     assert got["cores"][0]["resolution"] == 256 and got["cores"][0]["cores"] > 0
+    for res_, what in [(16, "decode"), (256, "decode"), (16, "loader"), (256, "loader")]:  # --storage raw's rows
+        rows = [r for r in got["results"] if (r["resolution"], r["what"], r["storage"]) == (res_, what, "raw")]
+        assert [r["decoder"] for r in rows] == ["none"] and rows[0]["img_per_s_per_core"] > 0
+        assert rows[0]["mb_per_image"] == pytest.approx((res_ * res_ * 3 + 128) / 1e6)
+    assert [c["storage"] for c in got["cores"]] == ["png", "raw"] and got["cores"][1]["cores"] > 0
+    assert re.search(r"\n *256 +loader +raw +none +[\d.]+ ", res.stdout)
+    assert re.search(r"256x256: 405 img/s .* needs [\d.]+ cores .*\(raw, none,", res.stdout)
 
 
 @pytest.mark.slow

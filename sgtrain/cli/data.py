@@ -3,7 +3,7 @@
     sgtrain-data pack SRC OUT --resolution R|WxH [--crop center|none|center-crop|center-crop-wide]
                       [--resize-filter box|lanczos] [--channels 1|3|4]
                       [--labels auto|folders|none] [--shard-size 1GB] [--workers N] [--allow-upscale] [--overwrite]
-                      [--order shuffled|sorted] [--name NAME]
+                      [--order shuffled|sorted] [--storage png|raw] [--name NAME]
     sgtrain-data inspect OUT [--grid PATH] [--num 64] [--verify]
 
 Exit status: 0 on success (also when bad input files were skipped: they are listed in OUT/skipped.txt),
@@ -57,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
         default="shuffled",
         help="shuffled: sorted paths permuted with a fixed seed (default); sorted: path order",
     )
+    pk.add_argument(
+        "--storage",
+        choices=["png", "raw"],
+        default="png",
+        help="png: lossless PNG, decoded by the loader (default); raw: decoded uint8 arrays (.npy), no decode "
+        "when training, H x W x C bytes an image",
+    )
     pk.add_argument("--no-progress", action="store_true", help="no progress bar")
     ins = sub.add_parser("inspect", help="print the dataset card and write a sample grid PNG")
     ins.add_argument("out", help="packed dataset directory (holds dataset.json)")
@@ -87,10 +94,11 @@ def main(argv: list[str] | None = None) -> int:
                 name=args.name,
                 progress=not args.no_progress,
                 order=args.order,
+                storage=args.storage,
             )
             skipped = card.pack.get("skipped", 0)
             print(
-                f"packed {card.count} images ({card.size[0]}x{card.size[1]}, {card.channels} ch, "
+                f"packed {card.count} images ({card.size[0]}x{card.size[1]}, {card.channels} ch, {card.storage}, "
                 f"c_dim={card.c_dim}) into {len(card.shards)} shard(s) in {args.out}; "
                 f"skipped {skipped} (listed in {os.path.join(args.out, 'skipped.txt')})"
             )

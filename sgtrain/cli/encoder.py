@@ -11,6 +11,7 @@ import torch
 from sgtrain.errors import InputError
 from sgtrain.latent import load_generator, load_target, psnr, save_image, save_ws, synthesize, to_uint8
 from sgtrain.latent._cli import run
+from sgtrain.latent.common import image_size
 from sgtrain.latent.encoder import encode_images, load_encoder, train_encoder
 
 PROG = "sgtrain-encoder"
@@ -77,7 +78,7 @@ def _encode(args) -> None:
     G = load_generator(args.network, args.device)
     device = next(G.parameters()).device
     encoder = load_encoder(args.encoder, device, G)
-    targets = torch.stack([load_target(t, G.img_resolution, G.img_channels) for t in args.target])
+    targets = torch.stack([load_target(t, image_size(G), G.img_channels) for t in args.target])
     ws = encode_images(encoder, targets)
     imgs = synthesize(G, ws, noise_mode="const")
     scores = psnr((imgs + 1) * 127.5, targets.to(device).float())

@@ -75,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write cached real statistics")
     parser.add_argument("--workers", type=int, default=None,
                         help="image decoding threads (default: up to 4; swd: loader processes, default 0)")
+    parser.add_argument("--alpha", choices=["white"], default=None,
+                        help="RGBA images (--channels 4 data or generator) for FID, KID, PR, IS, PPL, whose feature "
+                             "networks take RGB: composite them on white (without it they are refused; swd and the "
+                             "EQ metrics use every channel; L images are repeated to RGB as NVlabs does)")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     return parser
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     common = dict(detector=args.detector, num_gen=args.num_gen, device=device, seed=args.seed,
                   cache=not args.no_cache, cache_dir=args.cache_dir, batch_size=args.batch or 64,
                   workers=args.workers if args.workers is not None else min(4, os.cpu_count() or 1),
-                  progress=not args.quiet)
+                  progress=not args.quiet, alpha=args.alpha)
     try:
         if two_sets:
             out = compute_metric_between(args.metric, args.real, args.fake, **common)

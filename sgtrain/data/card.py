@@ -63,6 +63,10 @@ class DatasetCard:
         format, version: card format identifier.
         width, height: image width and height in pixels for a W x H dataset (``--resolution WxH``); None = square
             (``resolution``). Read them through :attr:`size`.
+        storage: how each image is stored in the shards: ``"png"`` (member ``<key>.png``, lossless; the default and
+            what cards without the field mean) or ``"raw"`` (``sgtrain-data pack --storage raw``: member
+            ``<key>.npy``, the decoded uint8 [H, W, C] array, read without a decode; see
+            :func:`sgtrain.data.decode.decode_raw`).
     """
 
     name: str
@@ -79,6 +83,7 @@ class DatasetCard:
     version: int = CARD_VERSION
     width: int | None = None
     height: int | None = None
+    storage: str = "png"
 
     @property
     def size(self) -> tuple[int, int]:
@@ -96,7 +101,7 @@ class DatasetCard:
 
         Raises:
             ValueError: the dict is not an sgtrain dataset card (for example an NVlabs ``dataset.json``, which only
-                holds labels: pack that dataset with ``sgtrain-data pack`` first).
+                holds labels: pack that dataset with ``sgtrain-data pack`` first), or its ``storage`` is unknown.
         """
         if d.get("format") != CARD_FORMAT:
             raise InputError(
@@ -104,6 +109,11 @@ class DatasetCard:
                 "if it is an NVlabs dataset, pack it first with `sgtrain-data pack SRC OUT --resolution R`"
             )
         d = dict(d)
+        from .decode import STORAGES
+
+        if d.get("storage", "png") not in STORAGES:
+            raise InputError(f"dataset.json says storage {d.get('storage')!r}, which this sgtrain cannot read (it "
+                             f"reads {', '.join(STORAGES)}): update sgtrain, or repack with --storage png")
         d["shards"] = [ShardInfo(**s) for s in d.get("shards", [])]
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
@@ -177,6 +187,7 @@ class DatasetCard:
             f"count       {self.count}",
             f"resolution  {self.size[0]}x{self.size[1]}",
             f"channels    {self.channels}",
+            f"storage     {self.storage}" + (" (decoded uint8 arrays, .npy)" if self.storage == "raw" else ""),
             f"labels      {self.label_type or 'none'} (c_dim={self.c_dim})",
         ]
         if self.label_names:

@@ -178,6 +178,7 @@ class ShardDataModule(pl.LightningDataModule):
             batch_size=self.batch_size,
             resolution=self.card.resolution,
             size=self.card.size,
+            storage=self.card.storage,
             channels=self.card.channels,
             c_dim=self.c_dim,
             label_type=self.card.label_type if self.use_labels else None,

@@ -8,29 +8,39 @@ import os
 import numpy as np
 from PIL import Image
 
+from sgtrain.errors import InputError
+
 from .card import DatasetCard, load_card
-from .stream import decode_png
+from .decode import decode_stored
 
 
 def read_samples(out: str | os.PathLike, n: int) -> tuple[np.ndarray, list[str]]:
     """The first ``n`` images of a packed dataset in packing order.
 
     Returns:
-        ``(images uint8 [n', R, R, C], keys)`` with ``n' <= n`` (fewer when the dataset is smaller).
+        ``(images uint8 [n', H, W, C], keys)`` with ``n' <= n`` (fewer when the dataset is smaller), decoded from
+        PNG or read from raw ``.npy`` members as the card's ``storage`` says.
+
+    Raises:
+        InputError, OSError, ValueError: a sample that does not hold what the card says (named by shard and key).
     """
     from webdataset.tariterators import group_by_keys, tar_file_iterator
 
     out = os.fspath(out)
     card = load_card(out)
     imgs, keys = [], []
+    shape = (card.size[1], card.size[0], card.channels)
     for shard in card.shards:
         with open(os.path.join(out, shard.name), "rb") as f:
             for s in group_by_keys({**x, "__url__": shard.name} for x in tar_file_iterator(f)):
-                imgs.append(decode_png(s["png"]))
+                try:
+                    imgs.append(np.array(decode_stored(s, card.storage, shape)))
+                except (OSError, ValueError) as e:
+                    raise InputError(f"{shard.name}#{s['__key__']}: {e}") from e
                 keys.append(s["__key__"])
                 if len(imgs) >= n:
                     return np.stack(imgs), keys
-    return (np.stack(imgs) if imgs else np.zeros([0, card.resolution, card.resolution, card.channels], np.uint8)), keys
+    return (np.stack(imgs) if imgs else np.zeros([0, *shape], np.uint8)), keys
 
 
 def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 1) -> np.ndarray:

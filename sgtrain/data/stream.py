@@ -15,7 +15,8 @@ Design (see docs/data.md for the user-facing version):
 - In both modes every stream yields exactly ``batches_per_stream`` full batches per epoch (it cycles through its own
   shards if it runs short and stops when it has enough), so every rank yields the same number of batches and DDP
   never waits on a rank that ran out of data. This is webdataset's ``with_epoch`` made exact per stream.
-- Decoding (PNG -> uint8) happens in the workers, which also assemble the batch, so one batch crosses the process
+- Decoding (PNG -> uint8; nothing for ``--storage raw`` shards, whose ``.npy`` members are checked against the card
+  and viewed) happens in the workers, which also assemble the batch, so one batch crosses the process
   boundary at a time. A sample that fails to decode or has a bad label (a class index outside [0, c_dim), a label
   vector of the wrong length) is skipped, counted (``ShardDataModule.corrupt_count``) and
   replaced by the next one; a shard that cannot be opened or read is skipped and counted the same way.
@@ -33,10 +34,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from sgtrain.errors import MissingFileError, UserError
+from sgtrain.errors import InputError, MissingFileError, UserError
 
 from .card import CARD_NAME, LABELS_NAME, DatasetCard, load_card, load_vector_labels, local_dir_of
-from .decode import decode_image
+from .decode import STORAGES, decode_image, decode_stored
 
 MODES = ("epoch", "resampled")
 _MAX_SLOTS = 256  # corrupt-sample counters: one slot per worker id (mod _MAX_SLOTS)
@@ -265,7 +266,8 @@ class ShardStream(torch.utils.data.IterableDataset):
 
     Each ``iter()`` is one epoch: the stream of worker ``w`` of rank ``r`` yields ``batches_per_stream`` tuples
     ``(img, c)`` with ``img`` uint8 [B, C, H, W] (``size`` = (W, H), default R x R) and ``c`` float32 [B, c_dim]
-    ([B, 0] without labels).
+    ([B, 0] without labels). ``storage`` is the card's: ``png`` (decoded) or ``raw`` (uint8 ``.npy`` members, checked
+    against [H, W, C] and copied into the batch without a decode).
     The epoch number comes from ``self.epoch`` (set by the loader before each ``iter`` in the main process, and
     advanced by the worker's own copy when workers are persistent).
     """
@@ -288,10 +290,14 @@ class ShardStream(torch.utils.data.IterableDataset):
         xflip: bool = False,
         seed: int = 0,
         size: tuple[int, int] | None = None,
+        storage: str = "png",
     ) -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"shards mode must be one of {MODES}, got {mode!r}")
+        if storage not in STORAGES:
+            raise InputError(f"storage must be one of {', '.join(STORAGES)} (the card's 'storage'), got {storage!r}")
+        self.storage = storage
         self.urls = list(urls)
         self.shard_counts = list(shard_counts)
         self.batch_size = int(batch_size)
@@ -461,9 +467,7 @@ class ShardStream(torch.utils.data.IterableDataset):
                         f"({int(self.corrupt.sum())} corrupt); check the shards with `sgtrain-data inspect`"
                     ) from None
                 try:
-                    arr = decode_png(s["png"])
-                    if arr.shape != (H, W, C):
-                        raise ValueError(f"shape {arr.shape} differs from the card's {(H, W, C)}")
+                    arr = decode_stored(s, self.storage, (H, W, C))
                     label = self._label(s)
                 except Exception as e:  # noqa: BLE001 - a corrupt sample is skipped, never fatal
                     self._count_corrupt(worker, f"sample {s.get('__url__')}#{s.get('__key__')}", e)

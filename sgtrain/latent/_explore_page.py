@@ -7,7 +7,8 @@ PAGE = r"""<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>sgtrain explorer</title>
 <style>
-  :root { --bg: #f6f6f4; --panel: #fff; --line: #ddd; --ink: #222; --dim: #777; --accent: #2f6fdf; }
+  :root { --bg: #f6f6f4; --panel: #fff; --line: #ddd; --ink: #222; --dim: #777; --accent: #2f6fdf;
+          --aspect: 1; }  /* width / height of the network's images (set per network: W x H is never stretched) */
   * { box-sizing: border-box; }
   body { margin: 0; font: 14px/1.35 system-ui, sans-serif; background: var(--bg); color: var(--ink); }
   header { display: flex; gap: 12px; align-items: center; padding: 8px 14px; background: #222; color: #eee;
@@ -28,20 +29,21 @@ PAGE = r"""<!doctype html>
   #grid:empty::before { content: "loading seeds..."; color: var(--dim); }
   #mainLoading { padding: 40px 0; text-align: center; color: var(--dim); }
   #grid { display: grid; grid-template-columns: repeat(4, 1fr); gap: 3px; }
-  #grid img { width: 100%; cursor: pointer; border: 2px solid transparent; }
+  #grid img { width: 100%; height: auto; aspect-ratio: auto var(--aspect); cursor: pointer;
+              border: 2px solid transparent; }
   #grid img.selA { border-color: var(--accent); }
   #grid img.selB { border-color: #e08a00; }
-  #main { width: min(100%, 384px); aspect-ratio: 1; display: block; margin: 0 auto; }
+  #main { width: min(100%, 384px); height: auto; aspect-ratio: auto var(--aspect); display: block; margin: 0 auto; }
   .thumbs { display: flex; gap: 8px; justify-content: center; margin-top: 8px; }
   .thumbs figure { margin: 0; text-align: center; font-size: 12px; color: var(--dim); }
-  .thumbs img { width: 96px; height: 96px; }
+  .thumbs img { width: 96px; height: auto; aspect-ratio: auto var(--aspect); }
   .row { display: flex; gap: 6px; align-items: center; margin: 4px 0; flex-wrap: wrap; }
   .row label { min-width: 70px; color: #444; }
   .row input[type=number] { width: 80px; }
   .row input[type=range] { flex: 1; min-width: 100px; }
   .strip { display: flex; flex-wrap: wrap; gap: 4px; margin-top: 6px; }
   .strip figure { margin: 0; font-size: 11px; text-align: center; color: var(--dim); cursor: pointer; }
-  .strip img { width: 64px; height: 64px; }
+  .strip img { width: 64px; height: auto; aspect-ratio: auto var(--aspect); }
   .hidden { display: none !important; }
   .note { font-size: 12px; color: var(--dim); }
   button { cursor: pointer; }
@@ -258,7 +260,7 @@ async function loadGrid() {
     const r = await (await api("/api/grid", body)).json();
     const g = $("grid"); g.innerHTML = "";
     r.seeds.forEach((seed, i) => {
-      const img = document.createElement("img");
+      const img = sized(document.createElement("img"));
       img.className = "px"; img.src = r.images[i]; img.title = "seed " + seed; img.dataset.seed = seed;
       img.addEventListener("click", () => pickSeed(seed));
       g.appendChild(img);
@@ -291,6 +293,13 @@ function fillLatentSelect(id, latents, withNone) {
   add("seed", "seed");
   for (const l of latents) add(l.id, l.name);
   if ([...sel.options].some((o) => o.value === old)) sel.value = old;
+}
+
+// An image element gets the network's own width and height (W x H networks are not square).
+function sized(img, net) {
+  const c = (net || cur()).caps;
+  img.width = c.img_width; img.height = c.img_height;
+  return img;
 }
 
 // Data from the server (names, labels, layer lists) goes into the page as text, never as HTML.
@@ -333,7 +342,9 @@ function selectNet(name) {
   S.net = name;
   const n = cur(), c = n.caps;
   $("net").value = name;
-  const what = [c.family, `${c.img_resolution}x${c.img_resolution}`, c.w_space ? `num_ws ${c.num_ws}, w_dim ${c.w_dim}`
+  document.documentElement.style.setProperty("--aspect", `${c.img_width} / ${c.img_height}`);
+  for (const i of document.querySelectorAll("img.px")) sized(i, n);
+  const what = [c.family, `${c.img_width}x${c.img_height}`, c.w_space ? `num_ws ${c.num_ws}, w_dim ${c.w_dim}`
     : "z only (no W space: no truncation, mixing, directions or projection)"];
   if (c.c_dim) what.push(`${c.c_dim} classes`);
   $("netinfo").textContent = what.join(" | ");
@@ -383,7 +394,7 @@ async function layerView() {
     const box = $("layerView"); box.innerHTML = "";
     for (const c of r.cells) {
       const f = document.createElement("figure");
-      f.append(el("img", { className: "px", src: c.image }),
+      f.append(sized(el("img", { className: "px", src: c.image })),
                el("figcaption", {}, c.label, el("br"), c.layers));
       f.addEventListener("click", () => { $("mixLayers").value = c.layers; $("mix").checked = true; requestRender(); });
       box.appendChild(f);
@@ -400,7 +411,7 @@ async function interpolate() {
     const r = await (await api("/api/interpolate", st)).json();
     const box = $("interpView"); box.innerHTML = "";
     for (const im of r.images) {
-      const i = document.createElement("img"); i.className = "px"; i.src = im; box.appendChild(i);
+      const i = sized(document.createElement("img")); i.className = "px"; i.src = im; box.appendChild(i);
     }
     document.body.dataset.interp = String(r.images.length);
   } catch (e) { status(e.message, true); }
@@ -441,7 +452,8 @@ function showJob(job) {
   const box = $("projImages"); box.innerHTML = "";
   for (const [k, v] of Object.entries(job.images)) {
     const f = document.createElement("figure");
-    f.append(el("img", { className: "px", src: v }), el("figcaption", {}, k));
+    f.append(sized(el("img", { className: "px", src: v }), S.nets.find((x) => x.name === job.net)),
+             el("figcaption", {}, k));
     box.appendChild(f);
   }
 }

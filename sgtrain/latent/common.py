@@ -25,6 +25,7 @@ __all__ = [
     "resolve_device",
     "load_generator",
     "seeds_to_z",
+    "image_size",
     "make_labels",
     "map_z",
     "seeds_to_ws",
@@ -117,6 +118,13 @@ def load_generator(path: str | os.PathLike, device: str | torch.device | None = 
     dev = resolve_device(device)
     G = load_network(path, device=dev)["G_ema"]
     return G.eval().requires_grad_(False).to(dev)
+
+
+def image_size(G: torch.nn.Module) -> tuple[int, int]:
+    """``(width, height)`` of a generator's images: ``img_width`` / ``img_height`` of a W x H network, else
+    ``img_resolution`` square."""
+    res = int(G.img_resolution)
+    return int(getattr(G, "img_width", res)), int(getattr(G, "img_height", res))
 
 
 def seeds_to_z(seeds: Sequence[int], z_dim: int) -> torch.Tensor:

@@ -16,8 +16,13 @@ metadata). JSON layout (``format_version`` 1)::
     {"format": "sgtrain-encoder", "format_version": 1, "sgtrain_version": "0.1.0",
      "class": "sgtrain.latent.encoder.Encoder", "init_kwargs": {...},
      "generator": {"z_dim": 128, "w_dim": 128, "num_ws": 10, "img_resolution": 64, "img_channels": 3,
-                   "sha256": "..."},   # the network it was trained for
+                   "img_width": 64, "img_height": 64, "sha256": "..."},   # the network it was trained for
      "training_info": {"step": 2000, "batch": 16, ...}}
+
+W x H generators (a StyleGAN2 with ``init_res``, e.g. 64x32) get an encoder of the same input size: ``init_kwargs``
+then hold ``img_width`` and ``img_height``, the residual blocks halve both sides down to the network's first level
+(``init_res``, 2x4 for 64x32) and the fully connected layer reads that rectangle (the rectangular last block, as
+the W x H discriminator's).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import torch.nn.functional as F
 from sgtrain.core.batches import in_batches
 from sgtrain.errors import InputError, MissingFileError
 from sgtrain.io.atomic import atomic_write
+from sgtrain.latent.common import image_size
 
 __all__ = ["Encoder", "generator_info", "save_encoder", "load_encoder", "encode_images", "train_encoder",
            "ENCODER_FORMAT"]
@@ -64,9 +70,11 @@ class _ResBlock(torch.nn.Module):
 
 class Encoder(torch.nn.Module):
     """Images to W+: a residual CNN (from-RGB 1x1 conv, one downsampling residual block per resolution down to 4x4,
-    then two fully connected layers) predicting ws normalised as ``(ws - w_avg) / w_scale``.
+    or to the first level ``[img_height, img_width] * 4 / img_resolution`` of a W x H network, then two fully
+    connected layers) predicting ws normalised as ``(ws - w_avg) / w_scale``.
 
-    Input: float32 [N, img_channels, img_resolution, img_resolution] in [-1, 1] (network images).
+    Input: float32 [N, img_channels, img_height, img_width] in [-1, 1] (network images; img_resolution square
+    unless img_width / img_height are given).
     Output: float32 [N, num_ws, w_dim] = ``w_avg + w_scale * head(x)``.
     Buffers ``w_avg`` [w_dim] and ``w_scale`` [w_dim] (per-channel std of w) are set from the generator before
     training and saved with the encoder.
@@ -81,22 +89,33 @@ class Encoder(torch.nn.Module):
         channel_base: int | None = None,  # Channels at res r = min(channel_base / r, channel_max); None = 16 * res.
         channel_max: int = 256,  # Maximum number of channels in any block.
         hidden: int = 512,  # Width of the fully connected layer before the output.
+        img_width: int | None = None,  # Input width of a W x H generator's images; None = img_resolution.
+        img_height: int | None = None,  # Input height; None = img_resolution. The longer side is img_resolution.
     ) -> None:
         super().__init__()
         log2 = int(round(math.log2(img_resolution)))
         if img_resolution < 4 or 2 ** log2 != img_resolution:
             raise InputError(f"Encoder: img_resolution must be a power of two >= 4, got {img_resolution}")
+        W = img_resolution if img_width is None else int(img_width)
+        H = img_resolution if img_height is None else int(img_height)
+        step = img_resolution // 4  # the 4x4 level's pixel in input pixels
+        if max(W, H) != img_resolution or min(W, H) < step or W % step or H % step:
+            raise InputError(f"Encoder: a {W}x{H} input needs its longer side = img_resolution ({img_resolution}) "
+                             f"and each side a multiple of {step} (img_resolution / 4), as a W x H generator's images")
         channel_base = 16 * img_resolution if channel_base is None else int(channel_base)
         self.init_kwargs = dict(img_resolution=img_resolution, img_channels=img_channels, num_ws=num_ws, w_dim=w_dim,
                                 channel_base=channel_base, channel_max=channel_max, hidden=hidden)
+        if (W, H) != (img_resolution, img_resolution):  # square encoders keep the keywords of format 1 as they were
+            self.init_kwargs.update(img_width=W, img_height=H)
         self.img_resolution, self.img_channels, self.num_ws, self.w_dim = img_resolution, img_channels, num_ws, w_dim
+        self.img_width, self.img_height = W, H
 
         def ch(res: int) -> int:
             return max(1, min(channel_base // res, channel_max))
 
         self.fromrgb = torch.nn.Conv2d(img_channels, ch(img_resolution), 1)
         self.blocks = torch.nn.ModuleList(_ResBlock(ch(2 ** k), ch(2 ** (k - 1))) for k in range(log2, 2, -1))
-        self.fc = torch.nn.Linear(ch(4) * 16, hidden)
+        self.fc = torch.nn.Linear(ch(4) * (H // step) * (W // step), hidden)  # the last block's H0 x W0 map
         self.out = torch.nn.Linear(hidden, num_ws * w_dim)
         with torch.no_grad():
             self.out.weight.mul_(0.1)  # start near w_avg
@@ -106,7 +125,7 @@ class Encoder(torch.nn.Module):
 
     def normalised(self, img: torch.Tensor) -> torch.Tensor:
         """The raw prediction ``(ws - w_avg) / w_scale``: float32 [N, num_ws, w_dim]."""
-        want = (self.img_channels, self.img_resolution, self.img_resolution)
+        want = (self.img_channels, self.img_height, self.img_width)
         if img.ndim != 4 or tuple(img.shape[1:]) != want:
             raise InputError(f"Encoder takes images [N, {want[0]}, {want[1]}, {want[2]}]; got {list(img.shape)}")
         x = F.leaky_relu(self.fromrgb(img), 0.2)
@@ -120,14 +139,16 @@ class Encoder(torch.nn.Module):
 
 
 def generator_info(G: torch.nn.Module) -> dict[str, Any]:
-    """What an encoder must match in a generator: sizes, and a SHA-256 of its mapping and synthesis weights."""
+    """What an encoder must match in a generator: sizes (image width and height too), and a SHA-256 of its mapping
+    and synthesis weights."""
     h = hashlib.sha256()
     for part in ("mapping", "synthesis"):
         for k, v in getattr(G, part).state_dict().items():
             h.update(f"{part}.{k}".encode())
             h.update(v.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    width, height = image_size(G)
     return dict(z_dim=int(G.z_dim), w_dim=int(G.w_dim), num_ws=int(G.num_ws), img_resolution=int(G.img_resolution),
-                img_channels=int(G.img_channels), sha256=h.hexdigest())
+                img_channels=int(G.img_channels), img_width=width, img_height=height, sha256=h.hexdigest())
 
 
 def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -198,10 +219,13 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu",
     encoder.header = header
     if G is not None:
         gen = header.get("generator") or {}
-        for k in ("w_dim", "num_ws", "img_resolution", "img_channels"):
-            if k in gen and int(gen[k]) != int(getattr(G, k)):
+        width, height = image_size(G)
+        have = dict(w_dim=G.w_dim, num_ws=G.num_ws, img_resolution=G.img_resolution, img_channels=G.img_channels,
+                    img_width=width, img_height=height)
+        for k, v in have.items():  # files of encoders made before W x H hold no img_width / img_height
+            if k in gen and int(gen[k]) != int(v):
                 raise InputError(f"the encoder '{st_path}' was trained for a network with {k}={gen[k]}; this network "
-                                 f"has {k}={getattr(G, k)}: train an encoder for it with sgtrain-encoder train")
+                                 f"has {k}={v}: train an encoder for it with sgtrain-encoder train")
         if gen.get("sha256") and gen["sha256"] != generator_info(G)["sha256"]:
             import warnings
 
@@ -296,6 +320,9 @@ def train_encoder(
                     truncation_psi=truncation_psi, seed=seed)
     kwargs = dict(img_resolution=G.img_resolution, img_channels=G.img_channels, num_ws=G.num_ws, w_dim=G.w_dim,
                   **(encoder_kwargs or {}))
+    width, height = image_size(G)
+    if (width, height) != (G.img_resolution, G.img_resolution):  # a W x H network: an encoder of its image size
+        kwargs.update(img_width=width, img_height=height)
     ckpt_path = out / "checkpoint.pt"
     state = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
     if state is not None:

@@ -636,7 +636,7 @@ class Explorer:
         for k in finished[: max(0, len(finished) - LIMITS["kept_jobs"] + 1)]:
             del self.jobs[k]
         caps = net.caps
-        target = load_target(image_path, caps.img_resolution, caps.img_channels)
+        target = load_target(image_path, (caps.img_width, caps.img_height), caps.img_channels)
         job = _Job(self._new_id("job"), net_name, label, int(steps))
         job.images["target"] = _b64(target.permute(1, 2, 0))
         self.jobs[job.id] = job

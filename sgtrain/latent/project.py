@@ -31,17 +31,11 @@ import torch.nn.functional as F
 
 from sgtrain.core.batches import in_batches
 from sgtrain.errors import InputError, MissingFileError
-from sgtrain.latent.common import make_labels
+from sgtrain.latent.common import image_size, make_labels
 from sgtrain.latent.studio import capabilities, require_w
 from sgtrain.metrics.vgg16 import VGG16_URL, VGG16Features, load_vgg16
 
 __all__ = ["VGG16_URL", "VGG16Features", "load_vgg16", "load_target", "psnr", "project", "render_with_noise"]
-
-def image_size(G: torch.nn.Module) -> tuple[int, int]:
-    """``(width, height)`` of a generator's images: ``img_width`` / ``img_height`` of a W x H network, else
-    ``img_resolution`` square."""
-    res = int(G.img_resolution)
-    return int(getattr(G, "img_width", res)), int(getattr(G, "img_height", res))
 
 
 def load_target(path: str | os.PathLike, resolution: int | tuple[int, int], channels: int = 3) -> torch.Tensor:

@@ -24,7 +24,7 @@ import torch
 
 from sgtrain.core.batches import in_batches
 from sgtrain.errors import InputError
-from sgtrain.latent.common import family_name, make_labels, require_w, seeds_to_z, to_uint8
+from sgtrain.latent.common import family_name, image_size, make_labels, require_w, seeds_to_z, to_uint8
 
 __all__ = [
     "NetworkCaps",
@@ -42,7 +42,9 @@ class NetworkCaps:
     """What a generator offers to the latent tools (see the module docstring).
 
     ``w_space``: mapping + synthesis + num_ws + w_dim; ``noise_layers``: names (in ``G.synthesis``) of the modules
-    with a ``noise_const`` buffer, in registration order; ``transform``: StyleGAN3's input transform is present.
+    with a ``noise_const`` buffer, in registration order; ``transform``: StyleGAN3's input transform is present;
+    ``img_width`` x ``img_height``: the images' size in pixels (img_resolution square unless a W x H network; 0 =
+    not given, read as img_resolution).
     """
 
     family: str
@@ -55,11 +57,18 @@ class NetworkCaps:
     w_dim: int = 0
     noise_layers: list[str] = field(default_factory=list)
     transform: bool = False
+    img_width: int = 0
+    img_height: int = 0
+
+    def __post_init__(self) -> None:
+        self.img_width = self.img_width or self.img_resolution
+        self.img_height = self.img_height or self.img_resolution
 
     def as_dict(self) -> dict:
         return dict(family=self.family, z_dim=self.z_dim, c_dim=self.c_dim, img_resolution=self.img_resolution,
                     img_channels=self.img_channels, w_space=self.w_space, num_ws=self.num_ws, w_dim=self.w_dim,
-                    noise_layers=list(self.noise_layers), transform=self.transform)
+                    noise_layers=list(self.noise_layers), transform=self.transform, img_width=self.img_width,
+                    img_height=self.img_height)
 
 
 def capabilities(G: torch.nn.Module) -> NetworkCaps:
@@ -83,7 +92,8 @@ def capabilities(G: torch.nn.Module) -> NetworkCaps:
                        img_resolution=int(G.img_resolution), img_channels=int(getattr(G, "img_channels", 3)),
                        w_space=w_space, num_ws=int(getattr(G, "num_ws", 0) or 0) if w_space else 0,
                        w_dim=int(getattr(G, "w_dim", 0) or 0) if w_space else 0,
-                       noise_layers=noise_layers, transform=transform)
+                       noise_layers=noise_layers, transform=transform, img_width=image_size(G)[0],
+                       img_height=image_size(G)[1])
 
 
 def layer_groups(num_ws: int, img_resolution: int) -> list[tuple[str, list[int]]]:

@@ -3,8 +3,8 @@
 Behaviour of NVlabs' ``metrics/metric_utils.py`` (stylegan3): features are float32; the mean and covariance are
 accumulated in float64 as ``sum(x)`` and ``sum(x^T x)`` and the covariance is the biased one
 (``sum(x^T x) / n - mean mean^T``); all features are kept in dataset order when a metric needs them (KID, PR, IS).
-Images with one channel are repeated to three before the network; RGBA images are composited on white
-(:func:`to_rgb`, with a warning that says so).
+Images with one channel are repeated to three before the network (NVlabs); RGBA images are refused unless the
+caller opts in to compositing them on white (``alpha="white"``: :func:`to_rgb`, :func:`check_alpha`).
 
 Distribution: each rank computes the features of its share of the images (real: its images of the dataset order,
 see :mod:`sgtrain.metrics.image_sources`; generated: fixed-size batches ``b`` with ``b % world_size == rank``), the
@@ -27,7 +27,6 @@ import json
 import os
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -268,38 +267,56 @@ def stats_cache_path(source: ImageSource, detector: FeatureDetector, detector_kw
     return os.path.join(root, f"{safe}-{key}.npz"), meta
 
 
-_RGBA_SAID = False
+#: What an RGBA image may become before an RGB feature network: ``white`` = composited on white. None (the default)
+#: refuses RGBA images (:func:`check_alpha`).
+ALPHA_MODES = ("white",)
 
 
-def to_rgb(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images [N, C, H, W] with C = 1, 3 or 4 as RGB uint8 [N, 3, H, W] for the RGB feature networks.
+def check_alpha(channels: int, alpha: str | None, what: str = "the images") -> None:
+    """Refuse RGBA images for an RGB feature network unless the caller chose how to drop the alpha channel.
 
-    L is repeated to three channels (NVlabs); RGBA is composited on white, ``rgb * a + 255 * (1 - a)`` with
-    ``a = alpha / 255``, rounded (what ``sgtrain-data pack --channels 3`` does to transparent images), and says so
-    once per process (a warning).
+    The feature networks of FID, KID, precision/recall, IS and PPL take RGB. An L image is repeated to three
+    channels (NVlabs' conversion); an RGBA one has no conversion that is right for every data set, so it is refused
+    unless ``alpha="white"`` composites it on white (as ``sgtrain-data pack --channels 3`` does).
+
+    Args:
+        channels: channel count of the images (1, 3 or 4).
+        alpha: None (refuse RGBA) or ``"white"``.
+        what: the images, as the message names them (``"the data 'emoji' (dataset.json)"``).
 
     Raises:
-        ValueError: another channel count.
+        InputError: RGBA without ``alpha``, or an unknown ``alpha`` (one line naming the opt-in).
     """
-    global _RGBA_SAID
+    if alpha is not None and alpha not in ALPHA_MODES:
+        raise InputError(f"alpha={alpha!r}: the only way to drop an alpha channel here is 'white' (--alpha white)")
+    if int(channels) == 4 and alpha is None:
+        raise InputError(f"{what} are RGBA (4 channels) but this metric's feature network takes RGB: pass --alpha "
+                         "white to composite them on white (alpha='white' in the API, train.metrics_alpha=white in "
+                         "training), or use swd, which compares all 4 channels")
+
+
+def to_rgb(images: torch.Tensor, alpha: str | None = None) -> torch.Tensor:
+    """uint8 images [N, C, H, W] with C = 1, 3 or 4 as RGB uint8 [N, 3, H, W] for the RGB feature networks.
+
+    L is repeated to three channels (NVlabs); RGBA, with ``alpha="white"`` only, is composited on white,
+    ``rgb * a + 255 * (1 - a)`` with ``a = alpha / 255``, rounded (what ``sgtrain-data pack --channels 3`` does to
+    transparent images).
+
+    Raises:
+        InputError: RGBA without ``alpha="white"`` (:func:`check_alpha`), or another channel count.
+    """
     c = images.shape[1]
     if c == 3:
         return images
     if c == 1:
         return images.repeat([1, 3, 1, 1])
     if c == 4:
-        if not _RGBA_SAID:
-            warnings.warn("sgtrain.metrics: RGBA images (4 channels) are composited on white before the RGB feature "
-                          "network, as `sgtrain-data pack --channels 3` does", stacklevel=2)
-            _RGBA_SAID = True
+        check_alpha(4, alpha)
         x = images.to(torch.float32)
         a = x[:, 3:] / 255
         return (x[:, :3] * a + 255 * (1 - a)).round().clamp(0, 255).to(images.dtype)
     raise InputError(f"the feature networks take 1, 3 or 4 channel images, got {c}; pack the data with "
                      "`sgtrain-data pack --channels 3`")
-
-
-_to_rgb = to_rgb
 
 
 Progress = Callable[[str, int, int], None]
@@ -323,7 +340,7 @@ def compute_dataset_stats(source: ImageSource, detector: FeatureDetector, detect
                           max_items: int | None = None, capture_all: bool = False, capture_mean_cov: bool = False,
                           batch_size: int = 64, workers: int = 0, cache: bool = True,
                           cache_dir: str | os.PathLike | None = None,
-                          progress: Progress | None = None) -> FeatureStats:
+                          progress: Progress | None = None, alpha: str | None = None) -> FeatureStats:
     """Features of the first ``max_items`` images of a real set (all when None), cached (NVlabs'
     ``compute_feature_stats_for_dataset``).
 
@@ -341,10 +358,15 @@ def compute_dataset_stats(source: ImageSource, detector: FeatureDetector, detect
         cache: read and write the cache.
         cache_dir: cache directory (default :func:`default_cache_dir`).
         progress: ``progress(what, done, total)`` on rank 0.
+        alpha: what RGBA images become before the RGB network: None = refused, ``"white"`` = composited on white.
 
     Returns:
         Finalized :class:`FeatureStats` (the same on every rank).
+
+    Raises:
+        InputError: an RGBA source without ``alpha`` (:func:`check_alpha`), before anything is read or cached.
     """
+    check_alpha(source.channels, alpha, f"the images of '{source.name}'")
     rank, world = dist_rank_world()
     device = detector.device
     num = source.num_items(max_items)
@@ -364,7 +386,7 @@ def compute_dataset_stats(source: ImageSource, detector: FeatureDetector, detect
     stats = FeatureStats(capture_all=capture_all, capture_mean_cov=capture_mean_cov or not capture_all)
     done = 0
     for idx, images in source.iter_batches(rank, world, max_items=num, batch_size=batch_size, workers=workers):
-        feats = detector(_to_rgb(images), **detector_kwargs)
+        feats = detector(to_rgb(images, alpha), **detector_kwargs)
         stats.append(feats, idx)
         done += images.shape[0] * world
         if progress is not None and rank == 0:
@@ -436,12 +458,14 @@ def compute_generator_stats(G: torch.nn.Module, detector: FeatureDetector, detec
                             batch_size: int = 64, batch_gen: int | None = None, seed: int = 0,
                             labels: Callable[[int, torch.Generator], torch.Tensor] | None = None,
                             G_kwargs: dict[str, Any] | None = None,
-                            progress: Progress | None = None) -> FeatureStats:
+                            progress: Progress | None = None, alpha: str | None = None) -> FeatureStats:
     """Features of ``num_gen`` generated images (NVlabs' ``compute_feature_stats_for_generator``).
 
     G is deep-copied, put in eval mode without gradients and moved to the detector's device. See
     :func:`generated_batches` for the sampling. Returns finalized :class:`FeatureStats` (the same on every rank).
+    ``alpha``: as :func:`compute_dataset_stats` (an RGBA G is refused without it, before anything is generated).
     """
+    check_alpha(int(getattr(G, "img_channels", 3)), alpha, "the generator's images")
     rank, world = dist_rank_world()
     device = detector.device
     G = copy.deepcopy(G).eval().requires_grad_(False).to(device)
@@ -449,7 +473,7 @@ def compute_generator_stats(G: torch.nn.Module, detector: FeatureDetector, detec
     done = 0
     for idx, images in generated_batches(G, num_gen, batch_size, batch_gen, seed, labels, G_kwargs, device,
                                          rank, world):
-        stats.append(detector(_to_rgb(images), **detector_kwargs), idx)
+        stats.append(detector(to_rgb(images, alpha), **detector_kwargs), idx)
         done += images.shape[0] * world
         if progress is not None and rank == 0:
             progress("generator features", min(done, num_gen), num_gen)

@@ -12,6 +12,7 @@ of processes. Images come out as uint8 [n, C, H, W] with their dataset indices.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -38,7 +39,7 @@ class ImageSource:
         name: short name for cache files (the dataset's name).
         count: number of images.
         resolution: image height = width in pixels.
-        channels: 1 or 3.
+        channels: 1, 3 or 4 (L, RGB, RGBA).
         c_dim: label dimension (0 = no labels).
     """
 
@@ -97,7 +98,9 @@ class ShardSource(ImageSource):
     """A directory written by ``sgtrain-data pack`` (or a pattern whose directory holds ``dataset.json``).
 
     Ranks read disjoint shards (shard s goes to rank ``s % world_size``); dataset indices come from the card's
-    per-shard counts. A sample that cannot be decoded is skipped with a warning.
+    per-shard counts. PNG shards are decoded; raw shards (``--storage raw``) give their ``.npy`` arrays, checked
+    against the card's [H, W, C] (:func:`sgtrain.data.decode.decode_raw`), without a decode. A sample that cannot be
+    decoded, or a raw member that disagrees with the card, is skipped with a warning.
 
     Raises:
         FileNotFoundError: no shards or no dataset card.
@@ -151,6 +154,7 @@ class ShardSource(ImageSource):
                      workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n_max = self.num_items(max_items)
         shape = (self.channels, self.card.size[1], self.card.size[0])  # C, H, W
+        raw_shape = (shape[1], shape[2], shape[0]) if self.card.storage == "raw" else None  # H, W, C
         pool = ThreadPoolExecutor(workers) if workers > 0 else None
         try:
             pending: list[tuple[int, bytes, str]] = []
@@ -159,7 +163,8 @@ class ShardSource(ImageSource):
                 items = list(pending)
                 pending.clear()
                 arrays, keep, where = [], [], []
-                decoded = pool.map(_try_decode, items) if pool is not None else map(_try_decode, items)
+                decode = functools.partial(_try_decode, raw_shape=raw_shape)
+                decoded = pool.map(decode, items) if pool is not None else map(decode, items)
                 for (idx, _data, w), arr in zip(items, decoded):
                     if arr is None:
                         continue
@@ -175,10 +180,14 @@ class ShardSource(ImageSource):
                     continue
                 stop = int(min(self.shard_counts[shard], n_max - self.offsets[shard]))
                 for idx, sample in self._samples(shard, stop):
-                    data = sample.get("png") or sample.get("jpg") or sample.get("jpeg") or sample.get("webp")
                     where = f"{self.urls[shard]}#{sample.get('__key__')}"
+                    if raw_shape is not None:
+                        data = sample.get("npy")
+                    else:
+                        data = sample.get("png") or sample.get("jpg") or sample.get("jpeg") or sample.get("webp")
                     if data is None:
-                        warnings.warn(f"sgtrain.metrics: skipped {where}: no image field", stacklevel=2)
+                        what = "no .npy member (the card says storage raw)" if raw_shape else "no image field"
+                        warnings.warn(f"sgtrain.metrics: skipped {where}: {what}", stacklevel=2)
                         continue
                     pending.append((idx, data, where))
                     if len(pending) >= batch_size:
@@ -204,9 +213,15 @@ class ShardSource(ImageSource):
         return self.card.sample_labels(n, generator=generator)
 
 
-def _try_decode(item: tuple[int, bytes, str]) -> np.ndarray | None:
+def _try_decode(item: tuple[int, bytes, str], raw_shape: tuple[int, int, int] | None = None) -> np.ndarray | None:
+    """uint8 CHW of one sample, or None (with a warning) when it cannot be read; ``raw_shape`` = [H, W, C] of a raw
+    (``.npy``) member, checked by :func:`sgtrain.data.decode.decode_raw`, else the bytes are decoded."""
     idx, data, where = item
     try:
+        if raw_shape is not None:
+            from sgtrain.data.decode import decode_raw
+
+            return decode_raw(data, raw_shape).transpose(2, 0, 1)
         return _decode(data, where)
     except Exception as err:  # noqa: BLE001 - a damaged sample is skipped, as in training
         warnings.warn(f"sgtrain.metrics: skipped {where}: {err}", stacklevel=2)

@@ -85,6 +85,8 @@ class MetricOptions:
         batch_size: images per feature-network call (and per generated batch); batch_gen: per G call.
         workers: image decoding threads.
         progress: ``progress(what, done, total)`` on rank 0, or None.
+        alpha: what RGBA images become before an RGB feature network: None = refused (the default), ``"white"`` =
+            composited on white (:func:`sgtrain.metrics.feature_stats.check_alpha`).
     """
 
     G: torch.nn.Module | None = None
@@ -100,6 +102,7 @@ class MetricOptions:
     batch_gen: int | None = None
     workers: int = 0
     progress: Progress | None = None
+    alpha: str | None = None
 
     def detector_path(self, kind: str) -> str:
         """The file of feature network ``kind``; raises DetectorNotFoundError at once when there is none."""
@@ -120,7 +123,7 @@ class MetricOptions:
             raise InputError("this metric needs real images: pass data=... (--data or --real)")
         return compute_dataset_stats(self.data, self.detector(kind), detector_kwargs, max_items, capture_all,
                                      capture_mean_cov, self.batch_size, self.workers, self.cache, self.cache_dir,
-                                     self.progress)
+                                     self.progress, alpha=self.alpha)
 
     def fake_stats(self, kind: str, detector_kwargs: dict[str, Any], num: int, capture_all: bool = False,
                    capture_mean_cov: bool = False) -> FeatureStats:
@@ -131,12 +134,12 @@ class MetricOptions:
                                  f"pass num_gen={self.fake.count} (--num-gen) or a metric with a smaller count")
             return compute_dataset_stats(self.fake, self.detector(kind), detector_kwargs, num, capture_all,
                                          capture_mean_cov, self.batch_size, self.workers, self.cache, self.cache_dir,
-                                         self.progress)
+                                         self.progress, alpha=self.alpha)
         if self.G is None:
             raise InputError("no generator and no second image set to evaluate")
         return compute_generator_stats(self.G, self.detector(kind), detector_kwargs, num, capture_all,
                                        capture_mean_cov, self.batch_size, self.batch_gen, self.seed,
-                                       self.label_sampler(), self.G_kwargs, self.progress)
+                                       self.label_sampler(), self.G_kwargs, self.progress, alpha=self.alpha)
 
 
 def _equivariance(spec: MetricSpec, opts: MetricOptions, num_gen: int) -> dict[str, float]:
@@ -222,6 +225,28 @@ def _finish(spec: MetricSpec, opts: MetricOptions, num_gen: int, start: float) -
                 seed=opts.seed)
 
 
+def check_rgb_inputs(spec: MetricSpec, alpha: str | None, G: Any = None, sources: tuple = ()) -> None:
+    """Refuse RGBA images for a metric whose feature network takes RGB (FID, KID, PR, IS, PPL) unless ``alpha``
+    says how to drop the alpha channel; EQ (and SWD, elsewhere) use every channel. Called before anything is read.
+
+    Args:
+        spec: the parsed metric. alpha: None or ``"white"``. G: the generator or None. sources: image sources.
+
+    Raises:
+        InputError: naming the RGBA images and the opt-in (``--alpha white``).
+    """
+    from sgtrain.metrics.feature_stats import check_alpha
+
+    if spec.detector is None:
+        check_alpha(3, alpha)  # a bad value is still refused
+        return
+    if G is not None:
+        check_alpha(int(getattr(G, "img_channels", 3)), alpha, f"{spec.name}: the generator's images")
+    for src in sources:
+        if src is not None:
+            check_alpha(src.channels, alpha, f"{spec.name}: the images of '{src.name}'")
+
+
 def _make_opts(spec: MetricSpec, detector: Any, device: Any, cache: bool, cache_dir: Any, seed: int,
                batch_size: int, batch_gen: int | None, workers: int, progress: Any, **kw: Any) -> MetricOptions:
     rank, _ = dist_rank_world()
@@ -242,7 +267,7 @@ def compute_metric(name: str, G: torch.nn.Module, data: Any = None, detector: An
                    device: torch.device | str | None = None, seed: int = 0, cache: bool = True,
                    cache_dir: str | None = None, batch_size: int = 64, batch_gen: int | None = None,
                    G_kwargs: dict[str, Any] | None = None, workers: int = 0,
-                   progress: bool | Progress | None = None) -> dict[str, Any]:
+                   progress: bool | Progress | None = None, alpha: str | None = None) -> dict[str, Any]:
     """Evaluate metric ``name`` of a generator against real data (NVlabs' ``calc_metric``).
 
     Call it on every rank of an initialised ``torch.distributed`` group (with the same arguments) to share the work;
@@ -267,13 +292,17 @@ def compute_metric(name: str, G: torch.nn.Module, data: Any = None, detector: An
         G_kwargs: extra G arguments (e.g. ``truncation_psi``); NVlabs' metrics use none.
         workers: image decoding threads for real data.
         progress: True prints progress to stderr on rank 0; a callable receives ``(what, done, total)``.
+        alpha: RGBA images (a ``--channels 4`` dataset or generator) for a metric whose feature network takes RGB
+            (FID, KID, PR, IS, PPL): None = refused, ``"white"`` = composited on white. L images are repeated to
+            RGB (NVlabs) either way; the equivariance metrics use every channel.
 
     Returns:
         ``dict(results={key: float}, metric=name, sec=seconds, num_gpus=world size, num_gen=..., seed=...)``.
 
     Raises:
         ValueError: unknown metric name, missing data, wrong sizes; an equivariance metric of a generator without
-            an input transform (not StyleGAN3).
+            an input transform (not StyleGAN3); RGBA images without ``alpha`` (InputError, before anything is
+            read or written).
         DetectorNotFoundError: no feature-network file (raised before anything is read).
         FileNotFoundError: no data at ``data``.
     """
@@ -281,9 +310,10 @@ def compute_metric(name: str, G: torch.nn.Module, data: Any = None, detector: An
     spec = parse_metric(name)
     device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     opts = _make_opts(spec, detector, device, cache, cache_dir, seed, batch_size, batch_gen, workers, progress,
-                      G=G, G_kwargs=dict(G_kwargs or {}))
+                      G=G, G_kwargs=dict(G_kwargs or {}), alpha=alpha)
     if data is not None:
         opts.data = open_image_source(data)
+    check_rgb_inputs(spec, alpha, G, (opts.data,) if spec.needs_real else ())  # IS, PPL read only its labels
     if spec.needs_real and opts.data is None:
         raise InputError(f"{name} compares with real images: pass data= (a shard directory, image folder or zip)")
     if G is None:
@@ -296,7 +326,7 @@ def compute_metric(name: str, G: torch.nn.Module, data: Any = None, detector: An
 def compute_metric_between(name: str, real: Any, fake: Any, detector: Any = None, num_gen: int | None = None,
                            device: torch.device | str | None = None, seed: int = 0, cache: bool = True,
                            cache_dir: str | None = None, batch_size: int = 64, workers: int = 0,
-                           progress: bool | Progress | None = None) -> dict[str, Any]:
+                           progress: bool | Progress | None = None, alpha: str | None = None) -> dict[str, Any]:
     """Evaluate metric ``name`` between two image sets: ``real`` as the reference, ``fake`` in place of G.
 
     As pytorch-fid and torch-fidelity do, every image of ``fake`` is used unless ``num_gen`` is given (then its
@@ -308,7 +338,8 @@ def compute_metric_between(name: str, real: Any, fake: Any, detector: Any = None
         As :func:`compute_metric`, ``num_gen`` being the fake images used, with ``num_real``: the real images used
         (0 for IS).
     Raises:
-        InputError: PPL or an equivariance metric, or a fake set smaller than ``num_gen``.
+        InputError: PPL or an equivariance metric, a fake set smaller than ``num_gen``, or an RGBA set without
+            ``alpha="white"``.
     """
     start = time.time()
     spec = parse_metric(name)
@@ -318,10 +349,12 @@ def compute_metric_between(name: str, real: Any, fake: Any, detector: Any = None
         raise InputError(f"{name} moves the input of a generator's synthesis network; it cannot compare two image "
                          "sets")
     device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-    opts = _make_opts(spec, detector, device, cache, cache_dir, seed, batch_size, None, workers, progress)
+    opts = _make_opts(spec, detector, device, cache, cache_dir, seed, batch_size, None, workers, progress,
+                      alpha=alpha)
     opts.fake = open_image_source(fake)
     if spec.needs_real:
         opts.data = open_image_source(real)
+    check_rgb_inputs(spec, alpha, None, (opts.data, opts.fake))
     out = _finish(spec, opts, opts.fake.num_items(None) if num_gen is None else int(num_gen), start)
     out["num_real"] = opts.data.num_items(spec.max_real) if spec.needs_real else 0
     return out

@@ -10,7 +10,8 @@ values below the 1st and above the 99th percentile. NVlabs' ``metrics/perceptual
   crop (rows 3/8..7/8, columns 2/8..6/8).
 - per batch the synthesis noise buffers are redrawn (shared by both ends of every path), images are made in float32
   with ``noise_mode='const'``, averaged down to 256x256 when larger, scaled to [0, 255], and gray images repeated to
-  RGB before the VGG16 LPIPS network (``vgg16(img, resize_images=False, return_lpips=True)``).
+  RGB before the VGG16 LPIPS network (``vgg16(img, resize_images=False, return_lpips=True)``); RGBA images only with
+  ``alpha="white"`` (composited on white), else refused.
 
 Batch ``b`` draws t, z, labels and noise from seeds derived from ``(seed, b)`` and belongs to rank
 ``b % world_size``; the distances are gathered in sample order, so the result does not depend on the process count.
@@ -27,7 +28,7 @@ import torch
 
 from sgtrain.data.stream import mix_seed
 from sgtrain.errors import InputError
-from sgtrain.metrics.feature_stats import FeatureStats, dist_rank_world
+from sgtrain.metrics.feature_stats import FeatureStats, check_alpha, dist_rank_world
 
 __all__ = ["compute_ppl", "path_lengths", "ppl_from_distances", "slerp"]
 
@@ -46,7 +47,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 def path_lengths(G: torch.nn.Module, lpips: Callable[[torch.Tensor], torch.Tensor], c: torch.Tensor,
                  generator: torch.Generator, epsilon: float = 1e-4, space: str = "w", sampling: str = "end",
-                 crop: bool = False, G_kwargs: dict[str, Any] | None = None) -> torch.Tensor:
+                 crop: bool = False, G_kwargs: dict[str, Any] | None = None,
+                 alpha: str | None = None) -> torch.Tensor:
     """Path-length samples ``LPIPS(img(t), img(t + eps)) / eps^2`` for one batch (NVlabs' ``PPLSampler``).
 
     Args:
@@ -60,13 +62,15 @@ def path_lengths(G: torch.nn.Module, lpips: Callable[[torch.Tensor], torch.Tenso
         sampling: 'end' (t = 0) or 'full' (t ~ U(0, 1)).
         crop: NVlabs' face crop.
         G_kwargs: extra synthesis arguments.
+        alpha: an RGBA G's images: None = refused, ``"white"`` = composited on white before the VGG16.
 
     Returns:
         float32 [n] distances on G's device.
 
     Raises:
-        ValueError: unknown space or sampling.
+        ValueError: unknown space or sampling; an RGBA G without ``alpha`` (InputError).
     """
+    check_alpha(int(G.img_channels), alpha, "PPL: the generator's images")
     if space not in ("z", "w") or sampling not in ("full", "end"):
         raise InputError(f"PPL space must be 'z' or 'w' and sampling 'full' or 'end', got {space!r}, {sampling!r}")
     device = c.device
@@ -97,7 +101,7 @@ def path_lengths(G: torch.nn.Module, lpips: Callable[[torch.Tensor], torch.Tenso
     img = (img + 1) * (255 / 2)
     if G.img_channels == 1:
         img = img.repeat([1, 3, 1, 1])
-    elif G.img_channels == 4:  # RGBA composited on white, as the other RGB feature metrics do (feature_stats.to_rgb)
+    elif G.img_channels == 4:  # alpha == "white": on white, as the other RGB feature metrics (feature_stats.to_rgb)
         a = (img[:, 3:] / 255).clamp(0, 1)
         img = img[:, :3] * a + 255 * (1 - a)
     f0, f1 = lpips(img).chunk(2)
@@ -135,7 +139,7 @@ def compute_ppl(opts: Any, num_samples: int, epsilon: float, space: str, samplin
             gen = torch.Generator().manual_seed(mix_seed(opts.seed, b, 0x991))
             c = labels(n, gen) if G.c_dim > 0 else torch.zeros([n, 0])
             dist = path_lengths(G, detector.lpips_features, c.to(device), gen, epsilon, space, sampling, crop,
-                                opts.G_kwargs)
+                                opts.G_kwargs, alpha=getattr(opts, "alpha", None))
             stats.append(dist[:, None], torch.arange(b * batch_size, b * batch_size + n))
             if opts.progress is not None and rank == 0:
                 opts.progress("ppl sampling", min((b + 1) * batch_size, num_samples), num_samples)

@@ -521,12 +521,15 @@ class QualityMetrics(Callback):
         detector: feature-network file, or ``{'inception': path, 'vgg16': path}``, or None (search the caches).
         cache_dir: real-statistics cache directory, None = the default.
         seed: seed of the generated latents.
+        alpha: RGBA images for the RGB feature networks: None = refused, ``"white"`` = composited on white
+            (``train.metrics_alpha``; checked when the config is, see ``check_metrics``).
     """
 
     def __init__(self, run_dir: str, names: list[str], data: str, snap_kimg: float, detector: Any = None,
-                 cache_dir: str | None = None, seed: int = 0) -> None:
+                 cache_dir: str | None = None, seed: int = 0, alpha: str | None = None) -> None:
         self.run_dir, self.names, self.data = run_dir, list(names), data
         self.snap_kimg, self.detector, self.cache_dir, self.seed = snap_kimg, detector, cache_dir, seed
+        self.alpha = alpha
         self.best: dict[str, float] = {}
 
     @staticmethod
@@ -556,7 +559,8 @@ class QualityMetrics(Callback):
         for name in self.names:
             try:
                 out = compute_metric(name, pl_module.G_ema, data=self.data, detector=self.detector,
-                                     device=pl_module.device, seed=self.seed, cache_dir=self.cache_dir)
+                                     device=pl_module.device, seed=self.seed, cache_dir=self.cache_dir,
+                                     alpha=self.alpha)
             except Exception as err:  # a metric must never end a run
                 _echo(trainer, f"metric {name} failed at kimg {ev.kimg:.1f}: {type(err).__name__}: {err}; "
                                "training continues")

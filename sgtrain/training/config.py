@@ -242,14 +242,24 @@ def minibatches_of(cfg: DictConfig, world: int, resolution: int) -> list[int]:
     return schedule.minibatches(resolution, int(cfg.train.batch), world)
 
 
-def check_metrics(cfg: DictConfig) -> None:
-    """``train.metrics``: known names (NVlabs') and their feature-network files present, before training starts.
+def check_metrics(cfg: DictConfig, card: dict[str, Any] | None = None) -> None:
+    """``train.metrics``: known names (NVlabs') and their feature-network files present, and RGBA data only with
+    ``train.metrics_alpha`` for the metrics whose feature network takes RGB, before training starts.
+
+    Args:
+        cfg: the composed config. card: the parsed dataset card (None when ``dataset.path`` is remote: an RGBA
+            dataset's metric then fails at its first snapshot, saying the same).
 
     Raises:
-        ConfigError: an unknown metric name (nearest name suggested), or a missing feature file (the message names
-            the file, where NVlabs publishes it and ``train.metrics_detector``).
+        ConfigError: an unknown metric name (nearest name suggested), a missing feature file (the message names
+            the file, where NVlabs publishes it and ``train.metrics_detector``), an unknown ``train.metrics_alpha``,
+            or a ``--channels 4`` dataset with FID/KID/PR/IS/PPL and no ``train.metrics_alpha=white``.
     """
     names = list(cfg.train.metrics or [])
+    alpha = cfg.train.get("metrics_alpha")
+    if alpha is not None and alpha != "white":
+        raise ConfigError(f"train.metrics_alpha={alpha}: use white (RGBA composited on white before the RGB feature "
+                          "networks) or null (RGBA data refused)")
     if not names:
         return
     from sgtrain.metrics.detector_files import DetectorNotFoundError, find_detector_file
@@ -262,6 +272,10 @@ def check_metrics(cfg: DictConfig) -> None:
         kind = parse_metric(str(name)).detector
         if kind is None:  # EQ-T / EQ-R: no feature network
             continue
+        if card is not None and int(card.get("channels", 3)) == 4 and alpha is None:
+            raise ConfigError(f"train.metrics: {name}'s feature network takes RGB but the data in {cfg.dataset.path} "
+                              "is RGBA (packed with --channels 4): add train.metrics_alpha=white to composite it on "
+                              f"white, or remove {name} (SWD, train.swd, compares all 4 channels)")
         det = cfg.train.metrics_detector
         path = det.get(kind) if isinstance(det, DictConfig) else det
         try:
@@ -355,7 +369,7 @@ def validate_config(cfg: DictConfig) -> dict[str, Any] | None:
                               f"remove {key} (it belongs to another family)")
     if family is not None and family.check_config is not None:
         family.check_config(cfg, passes)
-    check_metrics(cfg)
+    check_metrics(cfg, card)
     a = cfg.augment
     if a.kwargs:
         from sgtrain.core.augment import AugmentPipe

@@ -574,7 +574,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         det = t.metrics_detector
         callbacks.append(QualityMetrics(
             run_dir, list(t.metrics), str(cfg.dataset.path), t.snap_kimg, seed=t.seed, cache_dir=t.metrics_cache_dir,
-            detector=OmegaConf.to_container(det) if OmegaConf.is_config(det) else det))
+            detector=OmegaConf.to_container(det) if OmegaConf.is_config(det) else det, alpha=t.get("metrics_alpha")))
     callbacks += [
         MetricsJSONL(run_dir),
         SampleGrid(run_dir, reals[:n_grid], labels[:n_grid], tuple(t.grid), t.snap_kimg, seed=t.seed, batch=bgpu),

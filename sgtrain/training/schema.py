@@ -65,6 +65,8 @@ class TrainConfig:
     metrics_detector: Any = None  # Feature-network file for train.metrics, or {inception: PATH, vgg16: PATH}; None =
     # search ~/.cache/sgtrain/metrics/detectors and NVlabs' download cache.
     metrics_cache_dir: str | None = None  # Real-statistics cache; None = ~/.cache/sgtrain/metrics.
+    metrics_alpha: str | None = None  # RGBA data (--channels 4) for train.metrics whose feature network takes RGB
+    # (FID, KID, PR, IS, PPL): None = refused when the config is checked; white = composited on white.
     swd: bool = True  # Compute SWD against the data at kimg 0 and at the end.
     swd_images: int = 512  # Real and generated images used for SWD.
     seed: int = 0  # Global seed (network init, per-rank RNG streams, sample grid latents).
