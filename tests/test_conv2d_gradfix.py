@@ -244,5 +244,8 @@ def test_autocast_bfloat16_matches_torch_and_gives_float32_gradients():
         gw, gb = torch.autograd.grad(gx.square().sum(), [w, b])
         assert y.dtype == torch.bfloat16 and gx.dtype == gw.dtype == gb.dtype == torch.float32
         outs.append((y.float(), gx, gw, gb))
+    # Both sides round to bfloat16 (8 significant bits, a relative step of 2**-8 = 3.9e-3) at different points of
+    # the same sums, and oneDNN picks its bf16 kernels by the CPU's instruction set: 1e-3 held on one x86-64 CPU and
+    # gave 1.12e-3 on another. 8e-3 (two bf16 steps) fits the arithmetic and still catches the lost term (50 %).
     for ours, theirs in zip(*outs):
-        assert float((ours - theirs).norm() / theirs.norm()) < 1e-3
+        assert float((ours - theirs).norm() / theirs.norm()) < 8e-3

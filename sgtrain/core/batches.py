@@ -4,10 +4,12 @@ GANModule), and the one way to run a network over many inputs in batches (:func:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-
-import torch
+from typing import TYPE_CHECKING
 
 from sgtrain.errors import ConfigError, InputError
+
+if TYPE_CHECKING:  # torch is imported where it is used: training.config checks batches before torch loads
+    import torch
 
 __all__ = ["check_batches", "in_batches"]
 
@@ -82,5 +84,7 @@ def in_batches(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor, batch_siz
     def part(x: torch.Tensor, i: int) -> torch.Tensor:
         x = x[i:i + batch_size]
         return x if device is None else x.to(device)
+
+    import torch
 
     return torch.cat([fn(*(part(x, i) for x in inputs)) for i in range(0, n, batch_size)])
