@@ -113,12 +113,26 @@ def test_first_and_second_order_gradients_match_nvlabs(name):
     z, c, d_img = fixture_inputs(name, gk["z_dim"], gk["c_dim"], meta["seeds"], img_shape)
     got = reference_gradients(G, D, z, c, d_img)
     for key in ("pl_grad_ws", "r1_grad_img"):
-        scale = float(np.abs(ref[key]).max())
-        err = float(np.abs(got[key] - ref[key]).max())
-        assert err <= 1e-4 * max(scale, 1.0), f"{key}: max abs difference {err:.3g} (max |value| {scale:.3g})"
+        scale = max(float(np.abs(ref[key]).max()), 1.0)
+        per_sample = np.abs(got[key] - ref[key]).reshape(len(ref[key]), -1).max(axis=1)
+        # A leaky ReLU pre-activation that lies within float32 rounding of 0 takes slope 1 on one CPU and 0.2 on
+        # another (a convolution's summation order depends on the instruction set), and one such flip moves that
+        # sample's gradient in every layer above it. cond32 (256 channels, unit-normal weights, 4 samples) has
+        # about a million pre-activations: on an AVX2 EPYC two of its samples flipped (2.9e-2 and 1.0e-3 of max
+        # |value| 5.12 in their ws rows; the other two within 6e-6; our float64 result sides with that CPU, so it
+        # is the kink, not a wrong op). Bound: at least one sample within 1e-4 of the scale, every sample within
+        # 1e-2 (a wrong layer or a missing term is off by far more: tests above and the grad norms below).
+        # tiny16 (16 channels, 1 sample set) keeps the plain bound: all within 1e-4.
+        tight = per_sample <= 1e-4 * scale
+        ok = tight.all() if name == "tiny16" else tight.any() and per_sample.max() <= 1e-2 * scale
+        assert ok, (
+            f"{key}: max abs difference per sample {np.round(per_sample, 6).tolist()} (max |value| {scale:.3g})")
     for key in ("G_param_grad_norms", "D_param_grad_norms"):
         assert got[key].shape == ref[key].shape
-        np.testing.assert_allclose(got[key], ref[key], rtol=1e-3, atol=1e-6, err_msg=key)
+        # The same kink flips move a few parameters' gradient norms of cond32 (2 of G's 46 by 0.3 % and 0.9 % on
+        # that AVX2 CPU); tiny16 keeps 1e-3.
+        rtol = 1e-3 if name == "tiny16" else 1e-2
+        np.testing.assert_allclose(got[key], ref[key], rtol=rtol, atol=1e-6, err_msg=key)
         assert np.count_nonzero(ref[key]) >= 0.9 * ref[key].size  # the check covers (nearly) every parameter
 
 
