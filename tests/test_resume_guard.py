@@ -143,3 +143,22 @@ def test_damaged_checkpoint_falls_back_and_unresumable_dir_is_refused(shards, tm
     with pytest.raises(ConfigError, match="no readable checkpoint"):
         train(compose([*base, "train.kimg=0.032"]))
     assert {p: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
+def test_run_killed_while_writing_its_first_checkpoint_starts_over(tmp_path):
+    """The tick that saves the first checkpoint writes its metrics line first: a kill during that save leaves one
+    line past ``ckpt_kimg`` and no checkpoint, a run that starts over; a second such line means the save was done
+    and the checkpoint is gone, which is refused."""
+    import json
+
+    from sgtrain.training.run import refuse_unresumable
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps({"kimg": k}) + "\n" for k in (0.004, 0.008)))
+    refuse_unresumable(str(tmp_path), 0.004)  # killed inside the first save: nothing to keep
+    (tmp_path / "checkpoints").mkdir()
+    refuse_unresumable(str(tmp_path), 0.004)  # an empty checkpoints/ (made just before that save) is no result
+    with metrics.open("a") as f:
+        f.write(json.dumps({"kimg": 0.012}) + "\n")
+    with pytest.raises(ConfigError, match=r"metrics to kimg 0\.012, checkpoints that are damaged or gone"):
+        refuse_unresumable(str(tmp_path), 0.004)

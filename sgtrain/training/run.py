@@ -93,8 +93,9 @@ def refuse_unresumable(run_dir: str, ckpt_kimg: float | None = None) -> None:
     there would overwrite its network snapshots and replace its metrics history.
 
     Results are: network snapshots, checkpoint files (all damaged) or ``checkpoints/last.json`` (a checkpoint was
-    written once), or metrics lines past ``ckpt_kimg`` (the first checkpoint was due before them). A run killed
-    before its first checkpoint, with nothing else, starts over.
+    written once), or two or more metrics lines past ``ckpt_kimg`` (the first checkpoint was due at the first of
+    them and is written just after that tick's line, so a second line means it was written). A run killed before or
+    during its first checkpoint, with nothing else, starts over.
 
     Raises:
         ConfigError: naming the directory, what it holds, and the ways on (a new run.dir, with
@@ -111,11 +112,11 @@ def refuse_unresumable(run_dir: str, ckpt_kimg: float | None = None) -> None:
     ckpts = [n for n in os.listdir(ckdir) if n.endswith(".ckpt") or n == "last.json"] if os.path.isdir(ckdir) else []
     rows = read_jsonl(os.path.join(run_dir, "metrics.jsonl")) if "metrics.jsonl" in names else []
     past = [r for r in rows if ckpt_kimg is not None and float(r.get("kimg", 0)) > float(ckpt_kimg) + 1e-9]
-    if not (snaps or ckpts or past):
+    if not (snaps or ckpts or len(past) > 1):
         return
     found = ", ".join(filter(None, [f"{len(snaps)} network snapshots" if snaps else "",
                                     f"metrics to kimg {rows[-1].get('kimg')}" if rows else "",
-                                    "checkpoints that are damaged or gone" if ckpts or past else ""]))
+                                    "checkpoints that are damaged or gone" if ckpts or len(past) > 1 else ""]))
     hint = os.path.join(run_dir, snaps[-1]) if snaps else "SNAPSHOT"
     raise ConfigError(f"run.dir={run_dir} holds a run ({found}) but no readable checkpoint to resume, and starting "
                       f"from scratch would overwrite it: pass a new run.dir, with train.resume_from={hint} "
